@@ -1,0 +1,191 @@
+"""Runners: drive any mix of policies through an environment and measure it per epoch.
+
+:func:`rollout` runs one episode and returns one metrics row per epoch: the soft metrics of
+that epoch's interactions (toxicity, quality gap, calibration against the hidden truth, …),
+welfare, the interaction payoff per agent of each policy group, and the network's metrics.
+:func:`metrics_from_events` recomputes exactly the same rows from a run's ``events.jsonl``,
+because both go through :func:`epoch_metrics`.
+
+Two doors, one result: when the environment is an unwrapped array kernel (it has
+``step_arrays``) and every policy is array-batched, the runner feeds the policies straight
+from the env's preallocated observation arrays; otherwise it uses the PettingZoo dict API
+(``act_batch`` with observations and infos). Both give identical trajectories.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from baselines.policy import ObsBatch, Policy
+from envs.core import metrics as M
+from envs.core.events import replay
+from envs.core.network import network_metrics
+from envs.core.payoff import PayoffConfig
+from envs.core.records import InteractionBatch
+
+NETWORK_KEYS = ("n_edges", "avg_degree", "avg_clustering", "n_components", "avg_path_length",
+                "density")
+
+
+def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
+                  groups: Sequence[str], edges: tuple | None = None,
+                  payoff: PayoffConfig | None = None, threshold: float = 0.5) -> dict:
+    """One epoch's metrics row from its interactions (and the network's edges at its end).
+
+    ``payoff_<group>`` is the mean, over the group's agents, of the soft payoff each earned in
+    the epoch's interactions (initiator side plus counterparty side; action costs excluded,
+    since they are not interactions). ``payoff_gini`` is the Gini of those per-agent totals.
+    """
+    payoff = payoff or PayoffConfig()
+    row: dict[str, Any] = {"epoch": epoch}
+    row.update(M.soft_metrics(batch.p, batch.accepted, v=batch.v,
+                              payoff_initiator=batch.payoff_a,
+                              payoff_counterparty=batch.payoff_b,
+                              s_plus=payoff.s_plus, s_minus=payoff.s_minus,
+                              threshold=threshold))
+    per_agent = (M.sum_by_agent(batch.initiator, batch.payoff_a, n_agents)
+                 + M.sum_by_agent(batch.counterparty, batch.payoff_b, n_agents))
+    for g, value in M.payoff_by_group(per_agent, list(groups)).items():
+        row[f"payoff_{g}"] = value
+    row["payoff_gini"] = M.gini(per_agent)
+    row["transfers"] = float(batch.tau.sum())
+    row["governance_costs"] = float(batch.c_a.sum() + batch.c_b.sum())
+    if edges is not None:
+        i, j, w = edges
+        row.update({k: float(v) for k, v in network_metrics(n_agents, i, j, w).items()
+                    if k in NETWORK_KEYS})
+    return row
+
+
+def _policy_groups(agents: Sequence[str], policies: Mapping[str, Policy]
+                   ) -> list[tuple[Policy, np.ndarray, list[str]]]:
+    missing = [a for a in agents if a not in policies]
+    if missing:
+        raise ValueError(f"rollout: no policy for agents {missing[:5]}; policies were given "
+                         f"for {list(policies)[:5]}")
+    by_id: dict[int, tuple[Policy, list[int], list[str]]] = {}
+    for i, a in enumerate(agents):
+        pol = policies[a]
+        entry = by_id.setdefault(id(pol), (pol, [], []))
+        entry[1].append(i)
+        entry[2].append(a)
+    return [(pol, np.asarray(rows), names) for pol, rows, names in by_id.values()]
+
+
+def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None,
+            on_epoch: Callable[[dict], None] | None = None,
+            on_step: Callable[[int, int], None] | None = None,
+            use_arrays: bool | None = None) -> list[dict]:
+    """Run one episode; return one metrics row per epoch (see :func:`epoch_metrics`).
+
+    Args:
+        env: a sandbox-like ``ParallelEnv`` (wrapped or not).
+        policies: ``{agent: Policy}``; agents sharing a policy instance are batched.
+        seed: reset seed (policies keep their own seeded generators).
+        on_epoch: called with each epoch's row as soon as it is complete.
+        on_step: called with ``(steps_done, max_steps)`` after every step.
+        use_arrays: force (True) or forbid (False) the batched array door; default: use it
+            when the env is unwrapped and every policy is array-batched.
+
+    Example:
+        >>> import envs
+        >>> from baselines.scripted import make_policy
+        >>> env = envs.make("sandbox-v0", n_agents=4, n_epochs=2, steps_per_epoch=5)
+        >>> pol = make_policy("honest", seed=0)
+        >>> rows = rollout(env, {a: pol for a in env.possible_agents}, seed=0)
+        >>> [r["epoch"] for r in rows]
+        [0, 1]
+    """
+    base = env.unwrapped
+    obs, infos = env.reset(seed=seed)
+    agents = list(base.possible_agents)
+    groups = _policy_groups(agents, policies)
+    if use_arrays is None:
+        use_arrays = env is base and hasattr(base, "step_arrays") and all(
+            getattr(pol, "batched", True) for pol, _, _ in groups)
+    n, spe, max_steps = len(agents), base.config.steps_per_epoch, base.max_steps
+    group_labels = list(base.groups)
+    payoff = base.config.payoff
+    rows: list[dict] = []
+    epoch_batches: list[InteractionBatch] = []
+    actions = np.zeros((n, len(base.nvec)), dtype=np.int64)
+    for t in range(max_steps):
+        if use_arrays:
+            for pol, idx, _ in groups:
+                actions[idx] = pol.act_arrays(ObsBatch.from_env(base, idx))
+            base.step_arrays(actions, validate=False)
+        else:
+            act: dict[str, Any] = {}
+            for pol, _, names in groups:
+                live = [a for a in names if a in obs]
+                if live:
+                    out = pol.act_batch([obs[a] for a in live], [infos[a] for a in live])
+                    act.update(zip(live, out))
+            obs, _, _, _, infos = env.step(act)
+        epoch_batches.append(base.last_batch)
+        if on_step is not None:
+            on_step(t + 1, max_steps)
+        if (t + 1) % spe == 0:
+            epoch = t // spe
+            row = epoch_metrics(InteractionBatch.concat(epoch_batches), epoch=epoch,
+                                n_agents=n, groups=group_labels,
+                                edges=base.network.edge_list(), payoff=payoff)
+            rows.append(row)
+            epoch_batches = []
+            if on_epoch is not None:
+                on_epoch(row)
+    return rows
+
+
+def metrics_from_events(path: str | Path) -> list[dict]:
+    """Recompute the per-epoch metrics rows of a run from its event log."""
+    rep = replay(path)
+    start = rep.run_start
+    cfg = start.config
+    payoff = PayoffConfig(**cfg.get("payoff", {}))
+    n = len(start.agents)
+    groups = start.groups or ["agent"] * n
+    by_epoch = rep.by_epoch()
+    rows = []
+    for end in rep.epoch_ends:
+        batch = by_epoch.get(end.epoch, InteractionBatch.empty(0))
+        edges = None
+        if end.edges is not None:
+            edges = (np.asarray(end.edges["i"], dtype=np.int64),
+                     np.asarray(end.edges["j"], dtype=np.int64),
+                     np.asarray(end.edges["w"], dtype=np.float64))
+        rows.append(epoch_metrics(batch, epoch=end.epoch, n_agents=n, groups=groups,
+                                  edges=edges, payoff=payoff))
+    return rows
+
+
+def write_metrics_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Write metric rows as CSV; floats keep full precision (``repr``)."""
+    path = Path(path)
+    if not rows:
+        path.write_text("")
+        return
+    keys = list(rows[0])
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(keys)
+        for r in rows:
+            w.writerow([_fmt(r.get(k, math.nan)) for k in keys])
+
+
+def read_metrics_csv(path: str | Path) -> list[dict[str, float]]:
+    """Read rows written by :func:`write_metrics_csv` (every value as float)."""
+    with Path(path).open(newline="") as fh:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    return str(v)

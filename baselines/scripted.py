@@ -1,0 +1,252 @@
+"""Scripted sandbox policies: honest, opportunistic, deceptive, adversarial.
+
+They follow the original soft-label sandbox's behaviour rules (``shared/REFERENCE.md``),
+expressed through the sandbox's actions — deception is an action (low effort plus dressed-up
+signals), not a type the environment knows about. Every policy is a vectorised function of the
+observation arrays and its own seeded generator; the memory it needs (how often it has
+proposed, who trusts it, when it last proposed) is in the observation, so one instance can
+drive any number of agents.
+
+=============  ===========================================================================
+policy         behaviour
+=============  ===========================================================================
+honest         proposes with probability ``propose_prob`` to a random neighbour, full
+               effort, no dressing, pays the lowest transfer on trades; accepts when
+               ``trust_weight * trust + (1 - trust_weight) * p >= threshold`` (threshold
+               ``accept_threshold`` -0.1 for collaborations, +0.1 for trades; trust is the
+               mean ``p`` of what it accepted from the sender, 0.5 when unknown — with
+               ``p = 0.5`` this is the original ``0.3 * trust + 0.35 >= 0.4`` rule)
+opportunistic  cherry-picks the neighbour that trusts it most, free-rides (zero effort) with
+               probability ``free_ride_prob``, else half effort; accepts any positive
+               transfer, else a partner whose past mean ``p`` > 0.5, else with probability
+               ``accept_prob`` when the expected payoff of accepting is positive
+deceptive      honest for its first ``honest_interactions`` accepted proposals; once it has
+               made more than ``exploit_after`` proposals and at least ``min_trusting``
+               neighbours trust it above ``trust_level``, it exploits those trusted partners
+               with zero effort and full dressing; accepts like honest
+adversarial    attacks with probability ``attack_prob`` after a ``cooldown``: targets the
+               highest-reputation neighbour that is not an ally, with zero effort, as a
+               down-vote (``vote``) or a ``task``; accepts only from allies
+=============  ===========================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from baselines.policy import ObsBatch, Policy
+from envs.core.records import InteractionType
+from envs.sandbox import INBOX_FEATURES, NEIGHBOR_FEATURES, SELF_FEATURES
+
+_S = {k: i for i, k in enumerate(SELF_FEATURES)}
+_N = {k: i for i, k in enumerate(NEIGHBOR_FEATURES)}
+_I = {k: i for i, k in enumerate(INBOX_FEATURES)}
+_COLLAB = int(InteractionType.COLLABORATION)
+_TRADE = int(InteractionType.TRADE)
+_TASK = int(InteractionType.TASK)
+_VOTE = int(InteractionType.VOTE)
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def pick_slots(scores: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per row, the valid column with the highest score (random tie-break); 0 if none valid."""
+    noisy = np.where(valid, scores + 1e-6 * rng.random(scores.shape), -np.inf)
+    return np.argmax(noisy, axis=1)
+
+
+class ScriptedPolicy(Policy):
+    """A policy made of a proposal rule and a response rule, both vectorised."""
+
+    classifier: ClassVar[dict[str, Any]] = {"stochastic": True, "uses_signals": True,
+                                             "memory": "observation"}
+
+    def act_arrays(self, obs: ObsBatch) -> np.ndarray:
+        n = len(obs)
+        act = np.zeros((n, len(obs.nvec)), dtype=np.int64)
+        kind, slot, effort, dressing, transfer = self.propose(obs)
+        can = obs.mask(0)[:, 1:].any(axis=1) & obs.neighbor_mask.any(axis=1)
+        act[:, 0] = np.where(can, kind, 0)
+        act[:, 1] = slot
+        act[:, 2] = effort
+        act[:, 3] = dressing
+        act[:, 4] = transfer
+        present = obs.inbox[:, :, _I["present"]] > 0
+        act[:, 5:] = self.respond(obs) & present
+        return act
+
+    # -- pieces shared by the policies
+    def _levels(self, obs: ObsBatch, dim: int, frac: np.ndarray | float) -> np.ndarray:
+        """Index of the level nearest ``frac`` of the way up dimension ``dim``."""
+        top = int(obs.nvec[dim]) - 1
+        return np.rint(np.broadcast_to(frac, (len(obs),)) * top).astype(np.int64)
+
+    def _random_kind(self, n: int, kinds: tuple[int, ...] = (0, 1, 2, 3)) -> np.ndarray:
+        """A random interaction kind per row (action value = kind + 1)."""
+        return np.asarray(kinds)[self.rng.integers(len(kinds), size=n)] + 1
+
+    def _trade_price(self, obs: ObsBatch, kind: np.ndarray) -> np.ndarray:
+        """Trades pay the smallest non-zero transfer level (if the env offers one)."""
+        lowest_paid = min(1, int(obs.nvec[4]) - 1)
+        return np.where(kind == _TRADE + 1, lowest_paid, 0)
+
+    def propose(self, obs: ObsBatch) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def respond(self, obs: ObsBatch) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _signal_trust_accept(obs: ObsBatch, trust_weight: float, threshold: float) -> np.ndarray:
+    inbox = obs.inbox
+    score = trust_weight * inbox[:, :, _I["sender_trust"]] + (1 - trust_weight) * inbox[
+        :, :, _I["p"]]
+    kind = inbox[:, :, _I["kind"]]
+    thr = threshold + np.where(kind == _COLLAB, -0.1, 0.0) + np.where(kind == _TRADE, 0.1, 0.0)
+    return score >= thr
+
+
+class Honest(ScriptedPolicy):
+    """Cooperative: full effort, honest signals; accepts on signals and trust."""
+
+    name = "honest"
+
+    class Params(_Params):
+        propose_prob: float = Field(0.5, ge=0, le=1, description="chance to propose a step")
+        accept_threshold: float = Field(0.4, description="acceptance threshold on the score")
+        trust_weight: float = Field(0.3, ge=0, le=1, description="weight of trust vs. p")
+
+    def propose(self, obs: ObsBatch):
+        n, prm = len(obs), self.params
+        go = self.rng.random(n) < prm.propose_prob
+        slot = pick_slots(np.zeros(obs.neighbor_mask.shape), obs.neighbor_mask > 0, self.rng)
+        kind = np.where(go, self._random_kind(n), 0)
+        return kind, slot, self._levels(obs, 2, 1.0), 0, self._trade_price(obs, kind)
+
+    def respond(self, obs: ObsBatch) -> np.ndarray:
+        return _signal_trust_accept(obs, self.params.trust_weight, self.params.accept_threshold)
+
+
+class Opportunistic(ScriptedPolicy):
+    """Payoff-maximising: cherry-picks partners, free-rides, accepts when it pays."""
+
+    name = "opportunistic"
+
+    class Params(_Params):
+        propose_prob: float = Field(0.7, ge=0, le=1, description="chance to propose a step")
+        free_ride_prob: float = Field(0.3, ge=0, le=1, description="chance of zero effort")
+        accept_prob: float = Field(0.6, ge=0, le=1, description="chance to accept otherwise")
+        break_even_p: float = Field(1 / 3, ge=0, le=1,
+                                    description="p above which accepting pays (s-/(s+ + s-))")
+
+    def propose(self, obs: ObsBatch):
+        n, prm = len(obs), self.params
+        go = self.rng.random(n) < prm.propose_prob
+        nb = obs.neighbors
+        slot = pick_slots(nb[:, :, _N["trust_in_me"]] + 0.1 * nb[:, :, _N["reputation"]],
+                          obs.neighbor_mask > 0, self.rng)
+        free_ride = self.rng.random(n) < prm.free_ride_prob
+        effort = np.where(free_ride, 0, self._levels(obs, 2, 0.5))
+        kind = np.where(go, self._random_kind(n), 0)
+        return kind, slot, effort, 0, 0
+
+    def respond(self, obs: ObsBatch) -> np.ndarray:
+        prm, inbox = self.params, obs.inbox
+        paid = inbox[:, :, _I["transfer"]] > 0
+        known_good = inbox[:, :, _I["sender_trust"]] > 0.5
+        pays = inbox[:, :, _I["p"]] > prm.break_even_p
+        lucky = self.rng.random(pays.shape) < prm.accept_prob
+        return paid | known_good | (pays & lucky)
+
+
+class Deceptive(ScriptedPolicy):
+    """Builds trust honestly, then exploits trusted partners with dressed-up low effort."""
+
+    name = "deceptive"
+
+    class Params(_Params):
+        propose_prob: float = Field(0.6, ge=0, le=1, description="chance to propose a step")
+        honest_interactions: int = Field(5, ge=0, description="accepted honest proposals "
+                                         "before it may exploit")
+        exploit_after: int = Field(10, ge=0, description="proposals made before exploiting")
+        min_trusting: int = Field(2, ge=0, description="trusting partners needed to exploit")
+        trust_level: float = Field(0.7, description="trust in it that counts as trusting")
+        dressing: float = Field(1.0, ge=0, le=1, description="dressing when exploiting")
+        accept_threshold: float = Field(0.4, description="acceptance threshold (as honest)")
+        trust_weight: float = Field(0.3, ge=0, le=1, description="weight of trust vs. p")
+
+    def exploiting(self, obs: ObsBatch) -> np.ndarray:
+        prm = self.params
+        s = obs.self_
+        trusting = (obs.neighbors[:, :, _N["trust_in_me"]] > prm.trust_level) & (
+            obs.neighbors[:, :, _N["n_accepted_from"]] > 0) & (obs.neighbor_mask > 0)
+        return ((s[:, _S["n_accepted_as_initiator"]] >= prm.honest_interactions)
+                & (s[:, _S["n_initiated"]] > prm.exploit_after)
+                & (trusting.sum(axis=1) >= prm.min_trusting))
+
+    def propose(self, obs: ObsBatch):
+        n, prm = len(obs), self.params
+        go = self.rng.random(n) < prm.propose_prob
+        exploit = self.exploiting(obs)
+        trust_in_me = obs.neighbors[:, :, _N["trust_in_me"]]
+        slot = np.where(exploit, pick_slots(trust_in_me, obs.neighbor_mask > 0, self.rng),
+                        pick_slots(np.zeros_like(trust_in_me), obs.neighbor_mask > 0, self.rng))
+        effort = np.where(exploit, 0, self._levels(obs, 2, 1.0))
+        dressing = np.where(exploit, self._levels(obs, 3, prm.dressing), 0)
+        kind = np.where(go, self._random_kind(n), 0)
+        return kind, slot, effort, dressing, self._trade_price(obs, kind)
+
+    def respond(self, obs: ObsBatch) -> np.ndarray:
+        return _signal_trust_accept(obs, self.params.trust_weight, self.params.accept_threshold)
+
+
+class Adversarial(ScriptedPolicy):
+    """Targets the most reputable non-allies with harmful work; accepts only from allies."""
+
+    name = "adversarial"
+
+    class Params(_Params):
+        attack_prob: float = Field(0.6, ge=0, le=1, description="chance to attack a step")
+        cooldown: int = Field(2, ge=0, description="steps to wait between attacks")
+        vote_prob: float = Field(0.5, ge=0, le=1, description="share of attacks as down-votes")
+
+    def propose(self, obs: ObsBatch):
+        n, prm = len(obs), self.params
+        ready = obs.self_[:, _S["steps_since_proposal"]] > prm.cooldown
+        go = ready & (self.rng.random(n) < prm.attack_prob)
+        nb = obs.neighbors
+        target = (obs.neighbor_mask > 0) & (nb[:, :, _N["same_team"]] == 0)
+        slot = pick_slots(nb[:, :, _N["reputation"]], target, self.rng)
+        go &= target.any(axis=1)
+        vote = self.rng.random(n) < prm.vote_prob
+        kind = np.where(go, np.where(vote, _VOTE, _TASK) + 1, 0)
+        return kind, slot, 0, 0, 0
+
+    def respond(self, obs: ObsBatch) -> np.ndarray:
+        return obs.inbox[:, :, _I["sender_same_team"]] > 0
+
+
+#: every scripted policy, by name (Axelrod style: a plain table)
+POLICIES: dict[str, type[ScriptedPolicy]] = {
+    cls.name: cls for cls in (Honest, Opportunistic, Deceptive, Adversarial)
+}
+
+
+def make_policy(kind: str, seed: int | None = None, **params: Any) -> ScriptedPolicy:
+    """Build a scripted policy by name, e.g. ``make_policy("honest", seed=0)``.
+
+    Example:
+        >>> make_policy("honest", seed=1, propose_prob=0.2)
+        Honest(propose_prob=0.2, accept_threshold=0.4, trust_weight=0.3)
+    """
+    try:
+        cls = POLICIES[kind]
+    except KeyError:
+        raise ValueError(f"unknown policy {kind!r}; allowed: {', '.join(sorted(POLICIES))}") \
+            from None
+    return cls(seed=seed, **params)

@@ -1,0 +1,58 @@
+"""distsafe environments: PettingZoo ``ParallelEnv`` variants on one soft-label core.
+
+Create an environment by id, Gymnasium style::
+
+    >>> import envs
+    >>> env = envs.make("sandbox-v0", n_agents=4, n_epochs=1, steps_per_epoch=2)
+    >>> obs, infos = env.reset(seed=0)
+    >>> sorted(obs["agent_0"])
+    ['action_mask', 'inbox', 'neighbor_mask', 'neighbors', 'self']
+
+or with the module factory, PettingZoo style: ``envs.sandbox.parallel_env(**config)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A registered environment: its id, its factory's import path and its defaults."""
+
+    id: str
+    entry_point: str
+    kwargs: dict[str, Any]
+
+    def load(self) -> Callable[..., Any]:
+        import importlib
+
+        module, _, attr = self.entry_point.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+registry: dict[str, EnvSpec] = {}
+
+
+def register(id: str, entry_point: str, **kwargs: Any) -> None:
+    """Register an environment id (``name-vN``) with a ``module:factory`` entry point."""
+    if "-v" not in id:
+        raise ValueError(f"environment ids carry a version, like 'sandbox-v0'; got {id!r}")
+    registry[id] = EnvSpec(id=id, entry_point=entry_point, kwargs=dict(kwargs))
+
+
+def make(id: str, **config: Any) -> Any:
+    """Build a registered environment; ``config`` overrides the registered defaults."""
+    try:
+        spec = registry[id]
+    except KeyError:
+        raise ValueError(f"unknown environment id {id!r}; registered: {sorted(registry)}") \
+            from None
+    return spec.load()(**{**spec.kwargs, **config})
+
+
+register("sandbox-v0", "envs.sandbox:parallel_env")
+
+__all__ = ["EnvSpec", "make", "register", "registry"]

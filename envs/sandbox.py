@@ -1,0 +1,743 @@
+"""Sandbox: an interaction marketplace on a network, with soft labels.
+
+Agents propose interactions (collaboration, reply, trade, task, vote) to a neighbour. The
+proposer chooses **effort** (which sets the hidden ``P(v = +1)`` and costs resources) and
+**signal dressing** (which raises the observable signals, costs resources and leaves ``v``
+alone), and offers a **transfer** ``tau``. The proposal lands in the counterparty's inbox with
+its observable signals, the platform's soft label ``p`` and the proposer's public reputation;
+the counterparty accepts or rejects it with its next action. Acceptance is information
+(Glosten–Milgrom): when dressed proposals are the ones that get accepted, the quality gap
+measured on the hidden truth turns negative — adverse selection.
+
+=================  ==========================================================================
+Agents             ``agent_0 .. agent_{n-1}``; a fixed set (bankrupt agents stay, masked)
+Action             ``MultiDiscrete([6, K, n_effort, n_dressing, n_transfer] + [2] * M)``:
+                   kind (0 = none, 1..5 = collaboration, reply, trade, task, vote),
+                   target neighbour slot, effort level, dressing level, transfer level,
+                   then accept (1) / reject (0) for each of the ``M`` inbox slots
+Observation        ``Dict``: ``self`` (``SELF_FEATURES``), ``neighbors`` ``(K, len(NEIGHBOR_
+                   FEATURES))``, ``neighbor_mask`` ``(K,)``, ``inbox`` ``(M, len(INBOX_
+                   FEATURES))``, ``action_mask`` (a ``Tuple`` of ``MultiBinary``, one per
+                   action dimension, as ``MultiDiscrete.sample(mask=...)`` expects)
+Reward             soft payoff of the interactions resolved this step (initiator side
+                   ``pi_a``, counterparty side ``pi_b``) minus the effort and dressing costs
+                   of the proposal made this step; ``reward_mode="realized"`` uses the hidden
+                   truth in place of ``p``
+Soft labels        proposal -> ``v ~ P(v=+1) = q0 + (q1 - q0) * effort`` -> observables drawn
+                   from ``v``'s ranges, shifted by dressing -> ``v_hat`` -> ``p``
+Episode            ``n_epochs * steps_per_epoch`` steps, then truncation of every agent
+infos[agent]       lazily built: ``"interactions"`` (this step's :class:`SoftInteraction`
+                   records involving the agent) and ``"view"`` (a JSON-able neighbourhood
+                   view for text policies)
+=================  ==========================================================================
+
+Timing. A proposal made at step ``t`` is seen in the counterparty's inbox after step ``t``
+and resolved at step ``t + 1`` by the counterparty's action; both parties' payoffs arrive in
+that step's rewards. At most ``M`` proposals reach one inbox per step (a seeded random choice
+among them); the rest bounce (counted, no record). Proposals still pending when the episode
+ends are dropped. A hidden ``v`` is drawn for every delivered proposal, so rejected
+proposals carry a truth too (the quality gap needs them).
+
+Reputation. An accepted interaction moves the initiator's public reputation by ``p - 0.5``,
+which is also its reputation term ``r_a`` in the payoff (``r_b = 0``). The counterparty's
+*trust* in the initiator (mean ``p`` of what it accepted from them, 0.5 when unknown) is kept
+per edge and shown in the observation.
+
+Hot path. ``step`` is a thin door onto :meth:`SandboxEnv.step_arrays`, which runs one numpy
+pass over all agents. Observations are views into preallocated arrays, built once at reset
+and updated in place: **an observation is valid until the next step** (pass
+``copy_observations=True`` for fresh copies). The batched door (``step_arrays``,
+``obs_arrays``, ``reward_array``) serves vectorised trainers and the benchmarks.
+
+Version history: v0 — first release.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from pettingzoo.utils import parallel_to_aec
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from envs.core.api import AgentInfo, invalidate_infos, stack_actions
+from envs.core.events import EventLog
+from envs.core.network import Network, NetworkConfig
+from envs.core.payoff import PayoffConfig, SoftPayoffEngine
+from envs.core.proxy import ProxyComputer, ProxyWeights
+from envs.core.records import InteractionBatch, InteractionType
+
+KINDS = InteractionType.names()
+SELF_FEATURES = ("resources", "reputation", "frozen", "inbox_count", "episode_progress",
+                 "n_initiated", "n_accepted_as_initiator", "steps_since_proposal",
+                 "last_reward", "degree", "team")
+NEIGHBOR_FEATURES = ("reputation", "edge_weight", "trust", "trust_in_me", "n_accepted_from",
+                     "same_team")
+INBOX_FEATURES = ("present", "kind", "sender_slot", "sender_reputation", "sender_trust",
+                  "sender_same_team", "transfer", "task_progress", "rework_count",
+                  "verifier_rejections", "tool_misuse", "engagement", "v_hat", "p")
+ACTION_DIMS = ("kind", "target_slot", "effort", "dressing", "transfer")
+
+_S = {k: i for i, k in enumerate(SELF_FEATURES)}
+_N = {k: i for i, k in enumerate(NEIGHBOR_FEATURES)}
+_I = {k: i for i, k in enumerate(INBOX_FEATURES)}
+
+
+class Range(BaseModel):
+    """A closed range ``[low, high]`` that signals are drawn uniformly from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"range low {self.low} > high {self.high}")
+        return self
+
+
+def _r(lo: float, hi: float) -> Any:
+    return Field(default_factory=lambda: Range(low=lo, high=hi))
+
+
+class SignalModel(BaseModel):
+    """How hidden truth, effort and dressing turn into observable signals.
+
+    ``P(v = +1) = q_min + (q_max - q_min) * effort``. Given ``v``, task progress and engagement
+    are uniform on ``v``'s range and the counts (rework requests, verifier rejections, tool
+    misuse) are Poisson with ``v``'s mean, in the spirit of the original sandbox's
+    cooperative (``v = +1``) and adversarial (``v = -1``) initiators; good work's ranges sit a
+    little higher so that, under ``k = 2``, honest full-effort work averages ``p`` ≈ 0.83.
+    Dressing ``d`` adds ``d * dress_progress`` and ``d * dress_engagement`` and removes
+    ``round(d * dress_counts)`` from every count: it moves ``v_hat``, never ``v``. At full
+    dressing, harmful work looks a little *better* than honest work (which carries honest
+    noise) — the proxy can be gamed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    q_min: float = Field(0.05, ge=0, le=1, description="P(v=+1) at zero effort")
+    q_max: float = Field(0.97, ge=0, le=1, description="P(v=+1) at full effort")
+    good_progress: Range = _r(0.6, 1.0)
+    bad_progress: Range = _r(-0.3, 0.2)
+    good_engagement: Range = _r(0.4, 0.8)
+    bad_engagement: Range = _r(-0.5, -0.1)
+    good_rework: float = Field(0.15, ge=0, description="mean rework requests, v=+1")
+    bad_rework: float = Field(2.0, ge=0, description="mean rework requests, v=-1")
+    good_rejections: float = Field(0.05, ge=0, description="mean verifier rejections, v=+1")
+    bad_rejections: float = Field(1.5, ge=0, description="mean verifier rejections, v=-1")
+    good_misuse: float = Field(0.0, ge=0, description="mean tool-misuse flags, v=+1")
+    bad_misuse: float = Field(0.5, ge=0, description="mean tool-misuse flags, v=-1")
+    dress_progress: float = Field(1.0, ge=0, description="progress added at full dressing")
+    dress_engagement: float = Field(1.0, ge=0, description="engagement added at full dressing")
+    dress_counts: float = Field(2.0, ge=0, description="counts removed at full dressing")
+
+
+class ProxyConfig(BaseModel):
+    """Parameters of the proxy ``observables -> v_hat -> p``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights: ProxyWeights = Field(default_factory=ProxyWeights)
+    k: float = Field(2.0, gt=0, description="sigmoid steepness")
+    rework_decay: float = Field(0.3, gt=0, le=1)
+    rejection_decay: float = Field(0.4, gt=0, le=1)
+    misuse_decay: float = Field(0.5, gt=0, le=1)
+
+    def build(self) -> ProxyComputer:
+        return ProxyComputer(self.weights, k=self.k, rework_decay=self.rework_decay,
+                             rejection_decay=self.rejection_decay,
+                             misuse_decay=self.misuse_decay)
+
+
+class SandboxConfig(BaseModel):
+    """Everything that defines a sandbox episode (validated; unknown keys are errors)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_agents: int = Field(5, ge=2, description="number of agents")
+    n_epochs: int = Field(10, ge=1, description="epochs per episode")
+    steps_per_epoch: int = Field(10, ge=1, description="steps per epoch")
+    max_neighbors: int = Field(8, ge=1, description="neighbour slots K in the observation")
+    inbox_size: int = Field(4, ge=1, description="inbox slots M (proposals seen per step)")
+    effort_levels: tuple[float, ...] = Field((0.0, 0.25, 0.5, 0.75, 1.0), min_length=1)
+    dressing_levels: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=1)
+    transfer_levels: tuple[float, ...] = Field((0.0, 0.1, 0.5), min_length=1)
+    effort_cost: float = Field(0.2, ge=0, description="resources per unit of effort")
+    dressing_cost: float = Field(0.3, ge=0, description="resources per unit of dressing")
+    initial_resources: float = Field(100.0, description="starting resources")
+    initial_reputation: float = Field(0.0, description="starting public reputation")
+    reward_mode: Literal["soft", "realized"] = "soft"
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    payoff: PayoffConfig = Field(default_factory=PayoffConfig)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    signals: SignalModel = Field(default_factory=SignalModel)
+    teams: tuple[int, ...] | None = Field(None, description="team id per agent (-1: none)")
+    groups: tuple[str, ...] | None = Field(None, description="label per agent, for reports")
+    history_length: int = Field(5, ge=0, description="steps of history kept for views")
+    copy_observations: bool = Field(False, description="return fresh copies each step")
+    render_mode: Literal["ansi", "human"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SandboxConfig:
+        for name in ("effort_levels", "dressing_levels"):
+            levels = getattr(self, name)
+            if any(not 0.0 <= x <= 1.0 for x in levels):
+                raise ValueError(f"{name} must lie in [0, 1], got {list(levels)}")
+        if any(x < 0 for x in self.transfer_levels):
+            raise ValueError(f"transfer_levels must be >= 0, got {list(self.transfer_levels)}")
+        for name in ("teams", "groups"):
+            v = getattr(self, name)
+            if v is not None and len(v) != self.n_agents:
+                raise ValueError(f"{name} has {len(v)} entries, expected n_agents = "
+                                 f"{self.n_agents}")
+        return self
+
+
+class ObsArrays:
+    """The preallocated observation arrays of all agents (the batched door's observation).
+
+    Per-agent observation dicts hold views into these; they are updated in place each step.
+    """
+
+    def __init__(self, n: int, k: int, m: int, nvec: np.ndarray) -> None:
+        self.self_ = np.zeros((n, len(SELF_FEATURES)), dtype=np.float32)
+        self.neighbors = np.zeros((n, k, len(NEIGHBOR_FEATURES)), dtype=np.float32)
+        self.neighbor_mask = np.zeros((n, k), dtype=np.int8)
+        self.inbox = np.zeros((n, m, len(INBOX_FEATURES)), dtype=np.float32)
+        self.action_mask = np.ones((n, int(nvec.sum())), dtype=np.int8)
+
+
+class SandboxEnv(ParallelEnv):
+    """The sandbox ``ParallelEnv`` (see the module docstring)."""
+
+    metadata = {"name": "sandbox_v0", "render_modes": ["ansi", "human"],
+                "is_parallelizable": True}
+
+    def __init__(self, config: SandboxConfig | None = None, *,
+                 event_log: str | Path | EventLog | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = SandboxConfig(**overrides)
+        elif overrides:
+            config = SandboxConfig(**{**config.model_dump(), **overrides})
+        self.config = c = config
+        self.render_mode = c.render_mode
+        n, self.K, self.M = c.n_agents, c.max_neighbors, c.inbox_size
+        self.possible_agents = [f"agent_{i}" for i in range(n)]
+        self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
+        self.agents: list[str] = []
+        self.groups = list(c.groups) if c.groups is not None else ["agent"] * n
+        self.team = np.asarray(c.teams if c.teams is not None else [-1] * n, dtype=np.int64)
+        self.nvec = np.array([len(KINDS) + 1, self.K, len(c.effort_levels),
+                              len(c.dressing_levels), len(c.transfer_levels)]
+                             + [2] * self.M, dtype=np.int64)
+        self.action_dim_names = list(ACTION_DIMS) + [f"respond_{m}" for m in range(self.M)]
+        self._seg = np.concatenate([[0], np.cumsum(self.nvec)])
+        self._noop = np.zeros(len(self.nvec), dtype=np.int64)
+        self._effort = np.asarray(c.effort_levels, dtype=np.float64)
+        self._dressing = np.asarray(c.dressing_levels, dtype=np.float64)
+        self._transfer = np.asarray(c.transfer_levels, dtype=np.float64)
+        self.proxy = c.proxy.build()
+        self.payoff = SoftPayoffEngine(c.payoff)
+        self.max_steps = c.n_epochs * c.steps_per_epoch
+        self._rng = np.random.default_rng()
+        self._obs_space = spaces.Dict({
+            "self": spaces.Box(-np.inf, np.inf, (len(SELF_FEATURES),), np.float32),
+            "neighbors": spaces.Box(-np.inf, np.inf, (self.K, len(NEIGHBOR_FEATURES)),
+                                    np.float32),
+            "neighbor_mask": spaces.Box(0, 1, (self.K,), np.int8),
+            "inbox": spaces.Box(-np.inf, np.inf, (self.M, len(INBOX_FEATURES)), np.float32),
+            "action_mask": spaces.Tuple([spaces.MultiBinary(int(k)) for k in self.nvec]),
+        })
+        self._act_space = spaces.MultiDiscrete(self.nvec)
+        self._obs_spaces = {a: self._copy_space(self._obs_space) for a in self.possible_agents}
+        self._act_spaces = {a: spaces.MultiDiscrete(self.nvec) for a in self.possible_agents}
+        if isinstance(event_log, (str, Path)):
+            event_log = EventLog(event_log)
+        self.event_log: EventLog | None = event_log
+        self._seed: int | None = None
+        self.network: Network | None = None
+        self.t = 0
+
+    @staticmethod
+    def _copy_space(space: spaces.Dict) -> spaces.Dict:
+        return spaces.Dict({k: v for k, v in space.spaces.items()})
+
+    # ------------------------------------------------------------------ spaces
+    def observation_space(self, agent: str) -> gymnasium.Space:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> gymnasium.Space:
+        return self._act_spaces[agent]
+
+    @property
+    def epoch(self) -> int:
+        return min(self.t, self.max_steps - 1) // self.config.steps_per_epoch
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        c = self.config
+        n = c.n_agents
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            self._seed = seed
+        net_seed = int(self._rng.integers(2**31 - 1))
+        self.network = Network.from_config(c.network, n, seed=net_seed)
+        self.t = 0
+        self.agents = list(self.possible_agents)
+        self.resources = np.full(n, c.initial_resources, dtype=np.float64)
+        self.reputation = np.full(n, c.initial_reputation, dtype=np.float64)
+        self.frozen = np.zeros(n, dtype=bool)
+        self.n_initiated = np.zeros(n, dtype=np.int64)
+        self.n_accepted_init = np.zeros(n, dtype=np.int64)
+        self.last_proposal = np.full(n, -1, dtype=np.int64)
+        self.reward_array = np.zeros(n, dtype=np.float64)
+        self.cumulative_reward = np.zeros(n, dtype=np.float64)
+        self._new_edge_state()
+        self._rebuild_slots()
+        self._pending = _Proposals.empty()
+        self.last_batch = InteractionBatch.empty(0)
+        self._history: deque[InteractionBatch] = deque(maxlen=max(c.history_length, 1))
+        self.step_stats: dict[str, int] = {"proposals": 0, "bounced": 0, "invalid": 0,
+                                           "accepted": 0, "resolved": 0}
+        self.obs_arrays = ObsArrays(n, self.K, self.M, self.nvec)
+        self._inbox_rows = np.zeros(0, dtype=np.int64)
+        self._inbox_slots = np.zeros(0, dtype=np.int64)
+        self._write_observations()
+        self._build_dicts()
+        if self.event_log is not None:
+            self.event_log.run_start(env="sandbox-v0", config=c.model_dump(mode="json"),
+                                     seed=self._seed, agents=self.possible_agents,
+                                     groups=self.groups)
+        obs = self._observations_out()
+        return obs, self.infos
+
+    def _new_edge_state(self) -> None:
+        e = len(self.network.indices)
+        self.trust_sum = np.zeros(e, dtype=np.float64)
+        self.trust_cnt = np.zeros(e, dtype=np.int64)
+
+    def _rebuild_slots(self) -> None:
+        net = self.network
+        self.slot_pos, self.slot_mask = net.neighbor_slots(self.K)
+        self.slot_pos = np.where(self.slot_mask, self.slot_pos, 0)
+        self.slot_nb = np.where(self.slot_mask, net.indices[self.slot_pos], 0)
+        # entry position -> slot of that neighbour in the row's agent's view (-1: not shown)
+        self.slot_of_entry = np.full(len(net.indices), -1, dtype=np.int64)
+        rows, ks = np.nonzero(self.slot_mask)
+        self.slot_of_entry[self.slot_pos[rows, ks]] = ks
+        self.same_team_slot = ((self.team[:, None] >= 0)
+                               & (self.team[self.slot_nb] == self.team[:, None])
+                               & self.slot_mask)
+
+    def _build_dicts(self) -> None:
+        oa = self.obs_arrays
+        seg = self._seg
+        self._obs_dicts = {}
+        for i, a in enumerate(self.possible_agents):
+            mask_row = oa.action_mask[i]
+            self._obs_dicts[a] = {
+                "self": oa.self_[i], "neighbors": oa.neighbors[i],
+                "neighbor_mask": oa.neighbor_mask[i], "inbox": oa.inbox[i],
+                "action_mask": tuple(mask_row[seg[d]:seg[d + 1]]
+                                     for d in range(len(self.nvec))),
+            }
+        self._touched: list[AgentInfo] = []
+        self.infos = {a: AgentInfo(self._build_info, i, ("interactions", "view"),
+                                   self._touched)
+                      for i, a in enumerate(self.possible_agents)}
+        self._false = dict.fromkeys(self.possible_agents, False)
+        self._terms = self._false
+        self._truncs = self._false
+
+    def _observations_out(self) -> dict:
+        if not self.config.copy_observations:
+            return self._obs_dicts
+        return {a: {k: (tuple(x.copy() for x in v) if isinstance(v, tuple) else v.copy())
+                    for k, v in d.items()} for a, d in self._obs_dicts.items()}
+
+    # ------------------------------------------------------------------ step
+    def step(self, actions: dict[str, Any]):
+        arr = stack_actions(actions, self.possible_agents, self.agent_name_mapping, self.nvec,
+                            self.action_dim_names, "sandbox", self._noop)
+        self.step_arrays(arr, validate=False)
+        rewards = dict(zip(self.possible_agents, self.reward_array.tolist()))
+        if self.t >= self.max_steps:
+            self._truncs = dict.fromkeys(self.possible_agents, True)
+        truncs = self._truncs
+        infos = self.infos
+        if self.config.copy_observations:
+            infos = {a: info.materialize() for a, info in infos.items()}
+        if self.render_mode == "human":
+            print(self.render())
+        return self._observations_out(), rewards, self._terms, truncs, infos
+
+    def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
+        """The batched door: ``(n_agents, n_dims)`` int actions in, rewards out.
+
+        Observations are left in :attr:`obs_arrays` (updated in place); the step's
+        interactions in :attr:`last_batch`. Returns :attr:`reward_array`.
+        """
+        if self.network is None or self.t >= self.max_steps:
+            raise RuntimeError("sandbox: step called before reset() or after the episode "
+                               "ended; call reset()")
+        if validate:
+            actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
+                                    self.nvec, self.action_dim_names, "sandbox", self._noop)
+        invalidate_infos(self._touched)
+        c = self.config
+        t = self.t
+        epoch = t // c.steps_per_epoch
+        reward = self.reward_array
+        reward[:] = 0.0
+        batch = self._resolve(actions, t, epoch, reward)
+        self._propose(actions, t, reward)
+        self.resources += reward
+        self.cumulative_reward += reward
+        self.frozen |= self.resources <= 0.0
+        self.last_batch = batch
+        self._history.append(batch)
+        log = self.event_log
+        if log is not None and len(batch):
+            log.interactions(t, epoch, batch)
+        self.t = t + 1
+        if self.t % c.steps_per_epoch == 0:
+            self._end_epoch(epoch)
+        if self.t >= self.max_steps:
+            self.agents = []
+            if log is not None:
+                log.run_end(step=self.t - 1, epoch=epoch)
+        self._write_observations()
+        return reward
+
+    def _resolve(self, actions: np.ndarray, t: int, epoch: int,
+                 reward: np.ndarray) -> InteractionBatch:
+        """Resolve last step's delivered proposals with the counterparties' responses."""
+        pend = self._pending
+        n = len(pend.initiator)
+        if n == 0:
+            self.step_stats.update(resolved=0, accepted=0)
+            return InteractionBatch.empty(0)
+        cp = pend.counterparty
+        acc = (actions[cp, 5 + pend.slot] == 1) & ~self.frozen[cp]
+        accf = acc.astype(np.float64)
+        p = pend.p
+        r_a = (p - 0.5) * accf
+        r_b = np.zeros(n)
+        tau = pend.tau * accf
+        zeros = np.zeros(n)
+        if self.config.reward_mode == "soft":
+            pi_a, pi_b = self.payoff.payoffs(p, tau, zeros, zeros, r_a, r_b)
+        else:
+            pi_a, pi_b = self.payoff.realized_payoffs(pend.v, tau, zeros, zeros, r_a, r_b)
+        pi_a *= accf
+        pi_b *= accf
+        n_agents = self.config.n_agents
+        reward += np.bincount(pend.initiator, weights=pi_a, minlength=n_agents)
+        reward += np.bincount(cp, weights=pi_b, minlength=n_agents)
+        self.reputation += np.bincount(pend.initiator, weights=r_a, minlength=n_agents)
+        self.n_accepted_init += np.bincount(pend.initiator[acc], minlength=n_agents)
+        edge = pend.edge[acc]
+        back = self.network.rev[edge]  # entry (counterparty -> initiator)
+        np.add.at(self.trust_sum, back, p[acc])
+        np.add.at(self.trust_cnt, back, 1)
+        self.network.strengthen(edge)
+        self.step_stats.update(resolved=n, accepted=int(acc.sum()))
+        return InteractionBatch(
+            initiator=pend.initiator.astype(np.int32), counterparty=cp.astype(np.int32),
+            kind=pend.kind, accepted=acc, v=pend.v, effort=pend.effort,
+            dressing=pend.dressing, task_progress=pend.task_progress,
+            rework_count=pend.rework, verifier_rejections=pend.rejections,
+            tool_misuse=pend.misuse, engagement=pend.engagement, v_hat=pend.v_hat, p=p,
+            tau=tau, c_a=zeros, c_b=zeros.copy(), r_a=r_a, r_b=r_b, payoff_a=pi_a,
+            payoff_b=pi_b, step=np.full(n, t, dtype=np.int32),
+            epoch=np.full(n, epoch, dtype=np.int32))
+
+    def _propose(self, actions: np.ndarray, t: int, reward: np.ndarray) -> None:
+        """Turn this step's proposals into delivered, pending proposals."""
+        c, sig = self.config, self.config.signals
+        kind, slot = actions[:, 0], actions[:, 1]
+        wants = kind > 0
+        ok = wants & ~self.frozen & self.slot_mask[np.arange(len(kind)), slot]
+        who = np.flatnonzero(ok)
+        n_p = len(who)
+        self.step_stats.update(proposals=n_p, invalid=int(wants.sum()) - n_p)
+        if n_p == 0:
+            self._pending = _Proposals.empty()
+            return
+        act = actions[who]
+        effort = self._effort[act[:, 2]]
+        dressing = self._dressing[act[:, 3]]
+        cost = c.effort_cost * effort + c.dressing_cost * dressing
+        reward[who] -= cost
+        self.n_initiated[who] += 1
+        self.last_proposal[who] = t
+        edge = self.slot_pos[who, act[:, 1]]
+        cp = self.network.indices[edge].astype(np.int64)
+        rng = self._rng
+        u = rng.random((4, n_p))
+        good = u[0] < sig.q_min + (sig.q_max - sig.q_min) * effort
+        # delivery: at most M proposals per inbox, chosen by a seeded random key
+        order = np.lexsort((u[3], cp))
+        cps = cp[order]
+        starts = np.flatnonzero(np.r_[True, cps[1:] != cps[:-1]])
+        rank = np.arange(n_p) - np.repeat(starts, np.diff(np.r_[starts, n_p]))
+        keep = np.sort(order[rank < self.M])
+        slot_in_inbox = np.empty(n_p, dtype=np.int64)
+        slot_in_inbox[order] = rank
+        self.step_stats["bounced"] = n_p - len(keep)
+
+        def uniform(row: int, g: Range, b: Range) -> np.ndarray:
+            lo = np.where(good, g.low, b.low)
+            return lo + u[row] * (np.where(good, g.high, b.high) - lo)
+
+        def counts(g: float, b: float) -> np.ndarray:
+            return np.maximum(rng.poisson(np.where(good, g, b)) - removed, 0).astype(np.int16)
+
+        removed = np.rint(dressing * sig.dress_counts).astype(np.int64)
+        progress = np.clip(uniform(1, sig.good_progress, sig.bad_progress)
+                           + dressing * sig.dress_progress, -1.0, 1.0)
+        engagement = np.clip(uniform(2, sig.good_engagement, sig.bad_engagement)
+                             + dressing * sig.dress_engagement, -1.0, 1.0)
+        rework = counts(sig.good_rework, sig.bad_rework)
+        rejections = counts(sig.good_rejections, sig.bad_rejections)
+        misuse = counts(sig.good_misuse, sig.bad_misuse)
+        v_hat, p = self.proxy.compute_arrays(progress, rework, rejections, misuse, engagement)
+        k = keep
+        self._pending = _Proposals(
+            initiator=who[k], counterparty=cp[k], edge=edge[k], slot=slot_in_inbox[k],
+            kind=(act[k, 0] - 1).astype(np.int8), effort=effort[k], dressing=dressing[k],
+            tau=self._transfer[act[k, 4]], v=np.where(good[k], 1, -1).astype(np.int8),
+            task_progress=progress[k], rework=rework[k], rejections=rejections[k],
+            misuse=misuse[k], engagement=engagement[k], v_hat=v_hat[k], p=p[k])
+
+    def _end_epoch(self, epoch: int) -> None:
+        net = self.network
+        old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
+        changed = net.end_epoch()
+        if changed:
+            new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
+            pos = np.searchsorted(old_keys, new_keys)
+            self.trust_sum = self.trust_sum[pos]
+            self.trust_cnt = self.trust_cnt[pos]
+            self._rebuild_slots()
+            pend = self._pending
+            if len(pend.edge):  # proposals in flight follow their edge, or die with it
+                key = old_keys[pend.edge]
+                idx = np.minimum(np.searchsorted(new_keys, key), max(len(new_keys) - 1, 0))
+                alive = new_keys[idx] == key if len(new_keys) else np.zeros(len(key), bool)
+                pend.edge = idx
+                self._pending = pend.select(alive)
+        if self.event_log is not None:
+            i, j, w = net.edge_list()
+            self.event_log.epoch_end(
+                epoch=epoch, step=self.t - 1,
+                edges={"i": i.tolist(), "j": j.tolist(), "w": w.tolist()},
+                state={"reputation": self.reputation.tolist(),
+                       "resources": self.resources.tolist(),
+                       "frozen": self.frozen.tolist()})
+
+    # ------------------------------------------------------------------ observations
+    def _write_observations(self) -> None:
+        c = self.config
+        oa = self.obs_arrays
+        n = c.n_agents
+        s = oa.self_
+        s[:, _S["resources"]] = self.resources
+        s[:, _S["reputation"]] = self.reputation
+        s[:, _S["frozen"]] = self.frozen
+        s[:, _S["episode_progress"]] = self.t / self.max_steps
+        s[:, _S["n_initiated"]] = self.n_initiated
+        s[:, _S["n_accepted_as_initiator"]] = self.n_accepted_init
+        s[:, _S["steps_since_proposal"]] = np.where(self.last_proposal >= 0,
+                                                     self.t - self.last_proposal, self.t + 1)
+        s[:, _S["last_reward"]] = self.reward_array
+        s[:, _S["degree"]] = self.network.degree
+        s[:, _S["team"]] = self.team
+        # neighbour slots
+        pos, mask = self.slot_pos, self.slot_mask
+        cnt = self.trust_cnt
+        trust = np.where(cnt > 0, self.trust_sum / np.maximum(cnt, 1), 0.5)
+        nb = oa.neighbors
+        nb[..., _N["reputation"]] = self.reputation[self.slot_nb]
+        nb[..., _N["edge_weight"]] = self.network.weights[pos]
+        nb[..., _N["trust"]] = trust[pos]
+        nb[..., _N["trust_in_me"]] = trust[self.network.rev[pos]]
+        nb[..., _N["n_accepted_from"]] = cnt[pos]
+        nb[..., _N["same_team"]] = self.same_team_slot
+        nb *= mask[..., None]
+        oa.neighbor_mask[:] = mask
+        # inbox: clear last step's rows, write the new pending proposals
+        inbox = oa.inbox
+        inbox[self._inbox_rows, self._inbox_slots] = 0.0
+        pend = self._pending
+        rows, slots = pend.counterparty, pend.slot
+        if len(rows):
+            back = self.network.rev[pend.edge]
+            f = np.empty((len(rows), len(INBOX_FEATURES)), dtype=np.float32)
+            f[:, _I["present"]] = 1.0
+            f[:, _I["kind"]] = pend.kind
+            f[:, _I["sender_slot"]] = self.slot_of_entry[back]
+            f[:, _I["sender_reputation"]] = self.reputation[pend.initiator]
+            f[:, _I["sender_trust"]] = trust[back]
+            f[:, _I["sender_same_team"]] = ((self.team[rows] >= 0)
+                                            & (self.team[rows] == self.team[pend.initiator]))
+            f[:, _I["transfer"]] = pend.tau
+            f[:, _I["task_progress"]] = pend.task_progress
+            f[:, _I["rework_count"]] = pend.rework
+            f[:, _I["verifier_rejections"]] = pend.rejections
+            f[:, _I["tool_misuse"]] = pend.misuse
+            f[:, _I["engagement"]] = pend.engagement
+            f[:, _I["v_hat"]] = pend.v_hat
+            f[:, _I["p"]] = pend.p
+            inbox[rows, slots] = f
+        self._inbox_rows, self._inbox_slots = rows, slots
+        inbox_count = np.bincount(rows, minlength=n)
+        s[:, _S["inbox_count"]] = inbox_count
+        # action masks: kind (frozen agents may only pass), targets, responses
+        am = oa.action_mask
+        seg = self._seg
+        am[:, seg[0] + 1:seg[1]] = ~self.frozen[:, None]
+        am[:, seg[1]:seg[2]] = mask
+        resp = am[:, seg[5]:].reshape(n, self.M, 2)
+        resp[:, :, 1] = inbox[:, :, _I["present"]] > 0
+        resp[:, :, 1] &= ~self.frozen[:, None]
+
+    # ------------------------------------------------------------------ infos (lazy)
+    def _build_info(self, key: str, i: int) -> Any:
+        if key == "interactions":
+            b = self.last_batch
+            sel = np.flatnonzero((b.initiator == i) | (b.counterparty == i))
+            return b.select(sel).to_records(self.possible_agents)
+        if key == "view":
+            return self.view(i)
+        raise KeyError(key)
+
+    def view(self, i: int | str) -> dict:
+        """A JSON-able neighbourhood view of one agent (what a text policy is shown)."""
+        if isinstance(i, str):
+            i = self.agent_name_mapping[i]
+        names = self.possible_agents
+        oa = self.obs_arrays
+        neighbours = []
+        for k in np.flatnonzero(self.slot_mask[i]):
+            f = oa.neighbors[i, k]
+            neighbours.append({
+                "slot": int(k), "agent": names[int(self.slot_nb[i, k])],
+                **{name: round(float(f[j]), 4) for j, name in enumerate(NEIGHBOR_FEATURES)}})
+        inbox = []
+        pend = self._pending
+        for j in np.flatnonzero(pend.counterparty == i):
+            inbox.append({
+                "slot": int(pend.slot[j]), "from": names[int(pend.initiator[j])],
+                "kind": KINDS[int(pend.kind[j])], "transfer": float(pend.tau[j]),
+                "sender_reputation": round(float(self.reputation[pend.initiator[j]]), 4),
+                "signals": {"task_progress": round(float(pend.task_progress[j]), 4),
+                            "rework_count": int(pend.rework[j]),
+                            "verifier_rejections": int(pend.rejections[j]),
+                            "tool_misuse": int(pend.misuse[j]),
+                            "engagement": round(float(pend.engagement[j]), 4)},
+                "p": round(float(pend.p[j]), 4)})
+        inbox.sort(key=lambda d: d["slot"])
+        history = []
+        for b in self._history:
+            for j in np.flatnonzero((b.initiator == i) | (b.counterparty == i)):
+                role = "initiator" if b.initiator[j] == i else "counterparty"
+                other = b.counterparty[j] if role == "initiator" else b.initiator[j]
+                history.append({
+                    "step": int(b.step[j]), "role": role, "with": names[int(other)],
+                    "kind": KINDS[int(b.kind[j])], "accepted": bool(b.accepted[j]),
+                    "p": round(float(b.p[j]), 4),
+                    "payoff": round(float(b.payoff_a[j] if role == "initiator"
+                                          else b.payoff_b[j]), 4)})
+        return {
+            "agent": names[i], "step": self.t, "epoch": self.epoch,
+            "max_steps": self.max_steps,
+            "resources": round(float(self.resources[i]), 4),
+            "reputation": round(float(self.reputation[i]), 4),
+            "frozen": bool(self.frozen[i]), "neighbors": neighbours, "inbox": inbox,
+            "history": history[-self.config.history_length:] if self.config.history_length
+            else [],
+        }
+
+    def action_layout(self) -> dict:
+        """What each action dimension means (for docs and text policies)."""
+        c = self.config
+        return {
+            "kind": ["none"] + KINDS, "target_slot": list(range(self.K)),
+            "effort": list(c.effort_levels), "dressing": list(c.dressing_levels),
+            "transfer": list(c.transfer_levels),
+            **{f"respond_{m}": ["reject", "accept"] for m in range(self.M)},
+        }
+
+    def action_masks(self) -> np.ndarray:
+        """Flat ``(n_agents, sum(nvec))`` int8 masks (the layout MaskablePPO expects)."""
+        return self.obs_arrays.action_mask
+
+    # ------------------------------------------------------------------ misc
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("sandbox: render() called without a render_mode")
+            return None
+        b = self.last_batch
+        acc = b.accepted
+        line = (f"step {self.t}/{self.max_steps} epoch {self.epoch} | "
+                f"proposals {self.step_stats['proposals']} resolved {len(b)} "
+                f"accepted {int(acc.sum())} | mean p(acc) "
+                f"{(float(b.p[acc].mean()) if acc.any() else float('nan')):.3f} | "
+                f"mean reputation {float(self.reputation.mean()):.3f}")
+        return line
+
+    def state(self) -> np.ndarray:
+        """Global state: resources, reputation and frozen flag of every agent."""
+        return np.stack([self.resources, self.reputation,
+                         self.frozen.astype(np.float64)], axis=1)
+
+    def close(self) -> None:
+        if self.event_log is not None:
+            self.event_log.close()
+
+    def __str__(self) -> str:
+        return "sandbox_v0"
+
+    def to_json(self) -> str:
+        return json.dumps(self.config.model_dump(mode="json"))
+
+
+class _Proposals:
+    """Delivered proposals awaiting a response (columnar)."""
+
+    FIELDS = ("initiator", "counterparty", "edge", "slot", "kind", "effort", "dressing",
+              "tau", "v", "task_progress", "rework", "rejections", "misuse", "engagement",
+              "v_hat", "p")
+
+    def __init__(self, **cols: np.ndarray) -> None:
+        for k in self.FIELDS:
+            setattr(self, k, cols[k])
+
+    @classmethod
+    def empty(cls) -> _Proposals:
+        return cls(**{k: np.zeros(0, dtype=np.int64 if k in ("initiator", "counterparty",
+                                                               "edge", "slot")
+                                  else np.float64) for k in cls.FIELDS})
+
+    def select(self, mask: np.ndarray) -> _Proposals:
+        return _Proposals(**{k: getattr(self, k)[mask] for k in self.FIELDS})
+
+
+def parallel_env(**config: Any) -> SandboxEnv:
+    """PettingZoo-style factory: ``parallel_env(n_agents=10, ...)``."""
+    return SandboxEnv(**config)
+
+
+def env(**config: Any):
+    """AEC version (via ``parallel_to_aec``), for PettingZoo habits."""
+    return parallel_to_aec(parallel_env(**config))
+
