@@ -169,8 +169,10 @@ def calibrate(v_hat: np.ndarray, v: np.ndarray, k0: float = 2.0, fit_bias: bool 
         >>> vh = rng.uniform(-1, 1, 20000)
         >>> y = rng.random(20000) < sigmoid(3.0 * vh - 0.5)
         >>> res = calibrate(vh, y)
-        >>> round(res.k, 1), round(res.bias, 1)
-        (3.0, -0.5)
+        >>> abs(res.k - 3.0) < 0.2, abs(res.bias + 0.5) < 0.1
+        (True, True)
+        >>> res.log_loss_after < res.log_loss_before
+        True
     """
     x = np.asarray(v_hat, dtype=np.float64)
     y = (np.asarray(v) > 0).astype(np.float64)

@@ -1,0 +1,572 @@
+"""Interaction network: topology generation, CSR neighbour arrays, dynamic edge weights.
+
+Agents interact along the edges of an undirected, weighted graph without self-loops whose
+nodes are the agent indices ``0 .. n-1``. Topologies are generated with networkx
+(:class:`NetworkConfig` says which); the step loop never touches networkx but reads the
+compressed-sparse-row (CSR) arrays of :class:`Network`:
+
+- ``indptr`` (n+1,) int64: the entries of node ``u`` are ``indptr[u] : indptr[u+1]``;
+- ``indices`` (2E,) int32: the neighbour of each entry; within a row sorted ascending;
+- ``weights`` (2E,) float64: the edge weight (both directions of an edge always agree);
+- ``rev`` (2E,) int64: position of the reverse entry (``rev[rev[e]] == e``);
+- ``src`` (2E,) int32: the row (owner) of each entry;
+- ``degree`` (n,) int64.
+
+Every undirected edge is stored twice, once per direction, so "entry position" (an index
+into these arrays) identifies an ordered pair (agent, neighbour). Hot-path methods take and
+return entry positions.
+
+Dynamic networks (``NetworkConfig.dynamic``): :meth:`Network.strengthen` adds
+``config.strengthen`` to an edge per accepted interaction (capped at ``max_weight``);
+:meth:`Network.end_epoch` multiplies every weight by ``1 - decay`` and prunes edges whose
+weight falls below ``min_weight``. Pruning rebuilds the CSR arrays, which invalidates entry
+positions held by the caller (e.g. neighbour slots); ``end_epoch`` returns ``True`` then.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Literal
+
+import networkx as nx
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["NetworkConfig", "Network", "network_metrics"]
+
+Topology = Literal["complete", "ring", "star", "random", "small_world", "scale_free", "custom"]
+
+
+class NetworkConfig(BaseModel):
+    """Topology and edge dynamics of the interaction network.
+
+    Defaults follow the reference sandbox: Erdős–Rényi ``p`` 0.5, small-world ``k`` 4 with
+    rewiring 0.1, scale-free ``m`` 2; dynamic edges gain 0.1 per accepted interaction, lose
+    5 % per epoch and are pruned below 0.1.
+
+    Example:
+        >>> cfg = NetworkConfig(topology="small_world", k=4, dynamic=True)
+        >>> cfg.rewire_probability, cfg.min_weight
+        (0.1, 0.1)
+        >>> NetworkConfig(topology="custom", edges=[(0, 1), (1, 2)]).edges
+        [(0, 1), (1, 2)]
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topology: Topology = Field(
+        "complete",
+        description="graph family: complete, ring (cycle), star (node 0 is the hub), random "
+        "(Erdős–Rényi G(n, p)), small_world (Watts–Strogatz), scale_free "
+        "(Barabási–Albert) or custom (the `edges` list)",
+    )
+    edge_probability: float = Field(
+        0.5, ge=0.0, le=1.0, description="random: probability that each pair is linked"
+    )
+    k: int = Field(
+        4, ge=1,
+        description="small_world: each node joins its k nearest ring neighbours (k//2 on each "
+        "side, as in networkx) before rewiring",
+    )
+    rewire_probability: float = Field(
+        0.1, ge=0.0, le=1.0, description="small_world: probability of rewiring each edge"
+    )
+    m: int = Field(
+        2, ge=1, description="scale_free: edges attached from each new node to existing nodes"
+    )
+    edges: list[tuple[int, int]] | None = Field(
+        None,
+        description="custom: undirected edges as (i, j) agent-index pairs; duplicates and "
+        "(j, i) repeats are merged; self-loops are rejected",
+    )
+    dynamic: bool = Field(
+        False, description="whether weights change: strengthen, decay, prune, cap"
+    )
+    strengthen: float = Field(
+        0.1, ge=0.0, description="weight added to an edge per accepted interaction over it"
+    )
+    decay: float = Field(
+        0.05, ge=0.0, le=1.0, description="fraction of its weight each edge loses per epoch"
+    )
+    min_weight: float = Field(
+        0.1, ge=0.0, description="edges whose weight falls below this after decay are pruned"
+    )
+    max_weight: float = Field(1.0, ge=0.0, description="cap on an edge weight")
+    initial_weight: float = Field(
+        0.5, ge=0.0, description="weight of every edge of a generated topology"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkConfig:
+        if self.min_weight > self.max_weight:
+            raise ValueError(
+                f"min_weight must be <= max_weight; received min_weight={self.min_weight}, "
+                f"max_weight={self.max_weight}"
+            )
+        if self.initial_weight > self.max_weight:
+            raise ValueError(
+                f"initial_weight must be <= max_weight; received initial_weight="
+                f"{self.initial_weight}, max_weight={self.max_weight}"
+            )
+        if self.topology == "custom":
+            if self.edges is None:
+                raise ValueError(
+                    "topology='custom' requires edges (a list of (i, j) pairs); received None"
+                )
+            for a, b in self.edges:
+                if a < 0 or b < 0:
+                    raise ValueError(
+                        f"edges must hold non-negative agent indices; received ({a}, {b})"
+                    )
+                if a == b:
+                    raise ValueError(f"edges must not contain self-loops; received ({a}, {b})")
+        elif self.edges is not None:
+            raise ValueError(
+                f"edges is only used with topology='custom'; received topology="
+                f"{self.topology!r} with {len(self.edges)} edges"
+            )
+        return self
+
+
+def _as_count(value: Any, name: str, minimum: int) -> int:
+    try:
+        out = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {value!r}") from None
+    if out < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {out}")
+    return int(out)
+
+
+def _normalise_edges(n: int, i: Any, j: Any, w: Any, *, merge_duplicates: bool
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate an undirected edge list; return it with i < j, sorted, as (int64, int64, f64)."""
+    i_arr, j_arr, w_arr = np.asarray(i), np.asarray(j), np.asarray(w, dtype=np.float64)
+    if i_arr.ndim != 1 or i_arr.shape != j_arr.shape or i_arr.shape != w_arr.shape:
+        raise ValueError(
+            f"i, j and w must be 1-D arrays of one length; received shapes {i_arr.shape}, "
+            f"{j_arr.shape}, {w_arr.shape}"
+        )
+    for name, arr in (("i", i_arr), ("j", j_arr)):
+        if arr.size and not (np.issubdtype(arr.dtype, np.integer)
+                             or np.array_equal(arr, np.floor(arr))):
+            raise ValueError(f"{name} must hold integer node indices; received dtype {arr.dtype}")
+    i_arr, j_arr = i_arr.astype(np.int64), j_arr.astype(np.int64)
+    if i_arr.size:
+        lo, hi = min(i_arr.min(), j_arr.min()), max(i_arr.max(), j_arr.max())
+        if lo < 0 or hi >= n:
+            raise ValueError(
+                f"edge endpoints must lie in [0, {n - 1}] for n={n}; received values in "
+                f"[{lo}, {hi}]"
+            )
+        loops = i_arr == j_arr
+        if loops.any():
+            node = int(i_arr[loops][0])
+            raise ValueError(f"self-loops are not allowed; received edge ({node}, {node})")
+        if not np.all(np.isfinite(w_arr)) or w_arr.min() < 0:
+            raise ValueError(
+                f"edge weights must be finite and >= 0; received min {w_arr.min()}, "
+                f"max {w_arr.max()}"
+            )
+    a, b = np.minimum(i_arr, j_arr), np.maximum(i_arr, j_arr)
+    order = np.lexsort((b, a))
+    a, b, w_arr = a[order], b[order], w_arr[order]
+    if a.size > 1:
+        dup = (a[1:] == a[:-1]) & (b[1:] == b[:-1])
+        if dup.any():
+            if not merge_duplicates:
+                k = int(np.flatnonzero(dup)[0])
+                raise ValueError(
+                    f"duplicate undirected edge ({a[k]}, {b[k]}); each edge may appear once"
+                )
+            keep = np.concatenate([[True], ~dup])
+            a, b, w_arr = a[keep], b[keep], w_arr[keep]
+    return a, b, w_arr
+
+
+def _generate_edges(config: NetworkConfig, n: int, seed: int | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Edge endpoints (i, j) of the configured topology on ``n`` nodes."""
+    topo = config.topology
+    if topo == "custom":
+        e = np.asarray(config.edges, dtype=np.int64).reshape(-1, 2)
+        return e[:, 0], e[:, 1]
+    if topo == "complete" or n <= 1:
+        i, j = np.triu_indices(n, k=1)
+        return i, j
+    if topo == "ring":
+        if n == 2:
+            return np.array([0]), np.array([1])
+        i = np.arange(n)
+        return i, (i + 1) % n
+    if topo == "star":
+        j = np.arange(1, n)
+        return np.zeros_like(j), j
+    if topo == "random":
+        graph = nx.fast_gnp_random_graph(n, config.edge_probability, seed=seed)
+    elif topo == "small_world":
+        if config.k >= n:
+            return _generate_edges(config.model_copy(update={"topology": "complete"}), n, seed)
+        graph = nx.watts_strogatz_graph(n, config.k, config.rewire_probability, seed=seed)
+    elif topo == "scale_free":
+        if config.m >= n:
+            return _generate_edges(config.model_copy(update={"topology": "complete"}), n, seed)
+        graph = nx.barabasi_albert_graph(n, config.m, seed=seed)
+    else:  # pragma: no cover - Literal guards this
+        raise ValueError(f"unknown topology {topo!r}")
+    e = np.asarray(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
+    return e[:, 0], e[:, 1]
+
+
+class Network:
+    """An undirected weighted graph on nodes ``0 .. n-1`` stored as CSR numpy arrays.
+
+    Build one with :meth:`from_config` (a generated topology) or :meth:`from_edge_list`
+    (e.g. from a replayed log). See the module docstring for the array layout.
+
+    Args:
+        n_nodes: number of nodes (agents), >= 1.
+        i, j: endpoints of each undirected edge (any orientation, no self-loops, no repeats).
+        w: weight of each edge (finite, >= 0).
+        config: topology/dynamics settings; a static default when omitted.
+
+    Example:
+        >>> net = Network.from_config(NetworkConfig(topology="ring", dynamic=True), 4, seed=0)
+        >>> net.n_edges, net.degree.tolist(), net.neighbors(0).tolist()
+        (4, [2, 2, 2, 2], [1, 3])
+        >>> net.strengthen(net.edge_positions([0, 0], [1, 1]))  # two interactions on 0-1
+        >>> net.edge_list()[2].tolist()
+        [0.7, 0.5, 0.5, 0.5]
+        >>> slot_pos, slot_mask = net.neighbor_slots(1)   # heaviest neighbour of each node
+        >>> net.indices[slot_pos[:, 0]].tolist()
+        [1, 0, 1, 0]
+    """
+
+    def __init__(self, n_nodes: int, i: Any, j: Any, w: Any,
+                 config: NetworkConfig | None = None) -> None:
+        n = _as_count(n_nodes, "n_nodes", 1)
+        if config is not None and not isinstance(config, NetworkConfig):
+            raise ValueError(
+                f"config must be a NetworkConfig; received {type(config).__name__}"
+            )
+        a, b, w_arr = _normalise_edges(n, i, j, w, merge_duplicates=False)
+        self.config = config if config is not None else NetworkConfig()
+        self.n_nodes = n
+        self._build(a, b, w_arr)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: NetworkConfig, n_agents: int, seed: int | None = None
+                    ) -> Network:
+        """Generate the configured topology on ``n_agents`` nodes with weight ``initial_weight``.
+
+        Small graphs degrade gracefully: a ring of 2 nodes is one edge; ``small_world`` with
+        ``k >= n`` and ``scale_free`` with ``m >= n`` give the complete graph; any topology on
+        one node has no edges. ``random`` uses ``networkx.fast_gnp_random_graph`` (the same
+        G(n, p) distribution as ``gnp_random_graph`` in O(n + E) time); ``small_world`` uses
+        ``watts_strogatz_graph`` (may be disconnected; odd ``k`` acts as ``k - 1``);
+        ``scale_free`` uses ``barabasi_albert_graph`` ((n - m)·m edges). Complete, ring and
+        star graphs are built directly with numpy (the same edges networkx gives).
+        ``seed`` is passed to networkx; the same seed gives the same graph.
+
+        Raises:
+            ValueError: bad ``n_agents``, or a custom edge outside ``[0, n_agents)``.
+        """
+        if not isinstance(config, NetworkConfig):
+            raise ValueError(
+                f"config must be a NetworkConfig; received {type(config).__name__}"
+            )
+        n = _as_count(n_agents, "n_agents", 1)
+        if seed is not None:
+            seed = _as_count(seed, "seed", 0)
+        i, j = _generate_edges(config, n, seed)
+        a, b, _ = _normalise_edges(n, i, j, np.zeros(len(i)), merge_duplicates=True)
+        net = cls.__new__(cls)
+        net.config, net.n_nodes = config, n
+        net._build(a, b, np.full(len(a), float(config.initial_weight)))
+        return net
+
+    @classmethod
+    def from_edge_list(cls, n: int, i: Any, j: Any, w: Any,
+                       config: NetworkConfig | None = None) -> Network:
+        """Inverse of :meth:`edge_list` (used to rebuild a logged network for replay)."""
+        return cls(n, i, j, w, config)
+
+    def _build(self, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
+        """Fill the CSR arrays from a validated edge list with a < b."""
+        e = len(a)
+        rows = np.concatenate([a, b])
+        cols = np.concatenate([b, a])
+        order = np.lexsort((cols, rows))
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(2 * e)
+        self.src = rows[order].astype(np.int32)
+        self.indices = cols[order].astype(np.int32)
+        self.weights = np.concatenate([w, w])[order].astype(np.float64)
+        partner = order + e
+        partner[partner >= 2 * e] -= 2 * e
+        self.rev = inverse[partner].astype(np.int64)
+        self._set_degree()
+
+    def _set_degree(self) -> None:
+        self.degree = np.bincount(self.src, minlength=self.n_nodes).astype(np.int64)
+        self.indptr = np.zeros(self.n_nodes + 1, dtype=np.int64)
+        np.cumsum(self.degree, out=self.indptr[1:])
+
+    def copy(self) -> Network:
+        """An independent copy (e.g. to restore the initial network at reset)."""
+        net = Network.__new__(Network)
+        net.config, net.n_nodes = self.config, self.n_nodes
+        for name in ("indptr", "indices", "weights", "rev", "src", "degree"):
+            setattr(net, name, getattr(self, name).copy())
+        return net
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n_edges(self) -> int:
+        """Number of undirected edges."""
+        return int(self.indices.shape[0] // 2)
+
+    def neighbors(self, node: int) -> np.ndarray:
+        """Neighbours of ``node``, ascending (a view; do not modify)."""
+        u = _as_count(node, "node", 0)
+        if u >= self.n_nodes:
+            raise ValueError(f"node must lie in [0, {self.n_nodes - 1}]; received {u}")
+        return self.indices[self.indptr[u]:self.indptr[u + 1]]
+
+    def edge_positions(self, rows: Any, cols: Any) -> np.ndarray:
+        """CSR entry positions of the ordered pairs ``(rows[k], cols[k])``; -1 for non-edges.
+
+        Vectorised (one ``searchsorted``); use it to turn (initiator, counterparty) pairs of
+        accepted interactions into positions for :meth:`strengthen`.
+        """
+        r = np.asarray(rows, dtype=np.int64)
+        c = np.asarray(cols, dtype=np.int64)
+        if r.shape != c.shape:
+            raise ValueError(
+                f"rows and cols must have one shape; received {r.shape} and {c.shape}"
+            )
+        n = self.n_nodes
+        keys = self.src.astype(np.int64) * n + self.indices
+        query = r * n + c
+        pos = np.searchsorted(keys, query)
+        pos_c = np.minimum(pos, max(len(keys) - 1, 0))
+        valid = (r >= 0) & (r < n) & (c >= 0) & (c < n) & (pos < len(keys))
+        if len(keys):
+            valid &= keys[pos_c] == query
+        return np.where(valid, pos_c, -1).astype(np.int64)
+
+    def neighbor_slots(self, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``K`` neighbour entries per node: the heaviest edges.
+
+        Selection: the ``K`` heaviest edges of each node; among equal weights the lower
+        neighbour index wins. Order within a row: ascending neighbour index (CSR order), so
+        a neighbour keeps its relative slot order while it stays selected. Rows with fewer
+        than ``K`` neighbours are padded with -1 (``slot_mask`` False).
+
+        The result is a snapshot of entry positions: recompute it after :meth:`end_epoch`
+        returns ``True`` (positions moved), and, if slots should follow weights changed by
+        :meth:`strengthen`, whenever you want the selection refreshed.
+
+        Vectorised: nodes are grouped by degree into power-of-two buckets and each bucket is
+        sorted row-wise in one numpy call; no Python loop over nodes.
+
+        Returns:
+            ``(slot_pos, slot_mask)``: (n, K) int64 entry positions (-1 padding) and the
+            (n, K) bool mask of filled slots. ``indices[slot_pos]`` are the neighbours.
+        """
+        K = _as_count(K, "K", 1)
+        n, deg, indptr = self.n_nodes, self.degree, self.indptr
+        slot_pos = np.full((n, K), -1, dtype=np.int64)
+        # Rows that fit: every entry, in CSR order.
+        small_entry = deg[self.src] <= K
+        e_small = np.flatnonzero(small_entry)
+        rows_small = self.src[e_small]
+        slot_pos[rows_small, e_small - indptr[rows_small]] = e_small
+        big = np.flatnonzero(deg > K)
+        if big.size:
+            w = self.weights
+            uniform = bool(w.size) and bool(np.all(w == w[0]))
+            if uniform:  # all ties: the K lowest neighbour indices
+                slot_pos[big] = indptr[big, None] + np.arange(K)
+            else:
+                bucket = np.ceil(np.log2(deg[big])).astype(np.int64)
+                for b in np.unique(bucket):
+                    rows = big[bucket == b]
+                    width = int(deg[rows].max())
+                    cols = np.arange(width)
+                    pos = indptr[rows, None] + cols
+                    valid = cols < deg[rows, None]
+                    key = np.where(valid, -w[np.where(valid, pos, 0)], np.inf)
+                    top = np.argsort(key, axis=1, kind="stable")[:, :K]
+                    top.sort(axis=1)
+                    slot_pos[rows] = np.take_along_axis(pos, top, axis=1)
+        return slot_pos, slot_pos >= 0
+
+    # ------------------------------------------------------------------ dynamics
+    def strengthen(self, positions: Any) -> None:
+        """Add ``config.strengthen`` to the edge of each entry position, capped at max_weight.
+
+        ``positions`` may name either direction of an edge and may repeat: every occurrence
+        adds one increment, to both directions. No-op unless ``config.dynamic``. Only
+        strengthened edges are capped.
+
+        Raises:
+            ValueError: a position outside ``[0, 2E)`` or not an integer.
+        """
+        pos = np.asarray(positions)
+        if pos.size == 0:
+            return
+        if not np.issubdtype(pos.dtype, np.integer):
+            raise ValueError(
+                f"positions must be integer CSR entry positions; received dtype {pos.dtype}"
+            )
+        pos = pos.ravel()
+        total = len(self.indices)
+        lo, hi = int(pos.min()), int(pos.max())
+        if lo < 0 or hi >= total:
+            raise ValueError(
+                f"positions must lie in [0, {total - 1}]; received values in [{lo}, {hi}]"
+            )
+        if not self.config.dynamic:
+            return
+        counts = np.bincount(pos, minlength=total)
+        counts += counts[self.rev]
+        touched = counts > 0
+        new = self.weights[touched] + self.config.strengthen * counts[touched]
+        self.weights[touched] = np.minimum(new, self.config.max_weight)
+
+    def end_epoch(self) -> bool:
+        """Decay every weight by ``decay`` and prune edges below ``min_weight``.
+
+        Returns:
+            ``True`` when edges were pruned (the CSR arrays were rebuilt and earlier entry
+            positions, e.g. neighbour slots, are invalid); ``False`` otherwise. A static
+            network (``dynamic=False``) is left unchanged and returns ``False``.
+        """
+        if not self.config.dynamic:
+            return False
+        self.weights *= 1.0 - self.config.decay
+        keep = self.weights >= self.config.min_weight
+        if keep.all():
+            return False
+        new_pos = np.cumsum(keep) - 1
+        self.rev = new_pos[self.rev[keep]]
+        self.indices = self.indices[keep]
+        self.src = self.src[keep]
+        self.weights = self.weights[keep]
+        self._set_degree()
+        return True
+
+    # ------------------------------------------------------------------ export
+    def edge_list(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(i, j, w)``: one row per undirected edge, ``i < j``, sorted by ``(i, j)``."""
+        upper = self.src < self.indices
+        return (self.src[upper].astype(np.int64), self.indices[upper].astype(np.int64),
+                self.weights[upper].copy())
+
+    def to_networkx(self) -> nx.Graph:
+        """A ``networkx.Graph`` with every node and a ``weight`` attribute on each edge."""
+        i, j, w = self.edge_list()
+        graph = nx.Graph()
+        graph.add_nodes_from(range(self.n_nodes))
+        graph.add_weighted_edges_from(zip(i.tolist(), j.tolist(), w.tolist()))
+        return graph
+
+    def metrics(self, path_length_sample: int | None = 1000, seed: int = 0
+                ) -> dict[str, float]:
+        """Structural metrics of the current graph (see :func:`network_metrics`)."""
+        return _metrics(self, path_length_sample, seed)
+
+    def __repr__(self) -> str:
+        return (f"Network(n_nodes={self.n_nodes}, n_edges={self.n_edges}, "
+                f"topology={self.config.topology!r}, dynamic={self.config.dynamic})")
+
+
+# ---------------------------------------------------------------------- metrics
+def _popcount_sum(x: np.ndarray) -> int:
+    bitwise_count = getattr(np, "bitwise_count", None)
+    if bitwise_count is not None:
+        return int(bitwise_count(x).sum())
+    return int(np.unpackbits(x.view(np.uint8)).sum())  # pragma: no cover - numpy < 2
+
+
+def _sum_distances(net: Network, sources: np.ndarray) -> int:
+    """Sum of BFS distances from each source to every node (graph must be connected).
+
+    Breadth-first search runs 64 sources at a time as bitsets: bit ``s`` of ``frontier[v]``
+    says that ``v`` is on source ``s``'s current frontier; one level is a gather over the
+    CSR entries and an OR-reduction per row.
+    """
+    starts = net.indptr[:-1]
+    total = 0
+    for c in range(0, len(sources), 64):
+        chunk = sources[c:c + 64]
+        visited = np.zeros(net.n_nodes, dtype=np.uint64)
+        visited[chunk] = np.left_shift(np.uint64(1), np.arange(len(chunk), dtype=np.uint64))
+        frontier = visited.copy()
+        level = 0
+        while True:
+            level += 1
+            reached = np.bitwise_or.reduceat(frontier[net.indices], starts)
+            reached &= ~visited
+            count = _popcount_sum(reached)
+            if count == 0:
+                break
+            total += level * count
+            visited |= reached
+            frontier = reached
+    return total
+
+
+def _metrics(net: Network, path_length_sample: int | None, seed: int) -> dict[str, float]:
+    if path_length_sample is not None:
+        path_length_sample = _as_count(path_length_sample, "path_length_sample", 1)
+    n, e = net.n_nodes, net.n_edges
+    graph = net.to_networkx()
+    n_components = nx.number_connected_components(graph)
+    if n_components != 1:
+        apl = math.nan
+    elif n == 1:
+        apl = 0.0
+    else:
+        if path_length_sample is None or n <= path_length_sample:
+            sources = np.arange(n)
+        else:
+            rng = np.random.default_rng(seed)
+            sources = np.sort(rng.choice(n, size=path_length_sample, replace=False))
+        apl = _sum_distances(net, sources) / (len(sources) * (n - 1))
+    return {
+        "n_edges": float(e),
+        "avg_degree": 2.0 * e / n,
+        "avg_clustering": float(nx.average_clustering(graph)),
+        "n_components": float(n_components),
+        "avg_path_length": float(apl),
+        "density": 2.0 * e / (n * (n - 1)) if n > 1 else 0.0,
+    }
+
+
+def network_metrics(n: int, i: Any, j: Any, w: Any = None,
+                    path_length_sample: int | None = 1000, seed: int = 0) -> dict[str, float]:
+    """Structural metrics of the graph given as an edge list (e.g. an ``EpochEnd`` event).
+
+    Keys (all floats): ``n_edges``; ``avg_degree`` (2E/n); ``avg_clustering`` (unweighted,
+    ``networkx.average_clustering``, isolated nodes count as 0); ``n_components``;
+    ``density`` (2E / (n(n-1)), 0 for one node); ``avg_path_length`` (unweighted hop count,
+    mean over ordered pairs of distinct nodes; ``nan`` when the graph is disconnected, 0 for
+    one node). The path length is exact when ``path_length_sample`` is None or
+    ``n <= path_length_sample``; otherwise it is the mean over BFS from
+    ``path_length_sample`` distinct sources drawn with ``np.random.default_rng(seed)``, an
+    unbiased estimate. Deterministic for given inputs.
+
+    Example:
+        >>> m = network_metrics(6, [0, 1, 2, 3, 4, 0], [1, 2, 3, 4, 5, 5])   # ring of 6
+        >>> m["avg_path_length"], m["density"], m["n_components"]
+        (1.8, 0.4, 1.0)
+    """
+    i_arr = np.asarray(i)
+    if w is None:
+        w = np.ones(i_arr.shape[0] if i_arr.ndim else 0)
+    net = Network(n, i_arr, j, w)
+    return _metrics(net, path_length_sample, seed)
