@@ -136,8 +136,8 @@ class SignalModel(BaseModel):
     good_misuse: float = Field(0.0, ge=0, description="mean tool-misuse flags, v=+1")
     bad_misuse: float = Field(0.5, ge=0, description="mean tool-misuse flags, v=-1")
     dress_progress: float = Field(1.0, ge=0, description="progress added at full dressing")
-    dress_engagement: float = Field(1.0, ge=0, description="engagement added at full dressing")
-    dress_counts: float = Field(2.0, ge=0, description="counts removed at full dressing")
+    dress_engagement: float = Field(1.2, ge=0, description="engagement added at full dressing")
+    dress_counts: float = Field(3.0, ge=0, description="counts removed at full dressing")
 
 
 class ProxyConfig(BaseModel):

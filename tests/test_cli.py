@@ -1,0 +1,172 @@
+"""The ``distsafe`` command line, run as real processes (``python -m baselines.cli``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from baselines.cli import MetricsTable, ProgressBar
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = "configs/baseline.yaml"
+
+
+def distsafe(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "baselines.cli", *map(str, args)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("runs") / "baseline"
+    return out, distsafe("run", BASELINE, "--out", out)
+
+
+def test_run_writes_the_run_folder(baseline_run):
+    out, proc = baseline_run
+    assert proc.returncode == 0, proc.stderr
+    for name in ("events.jsonl", "metrics.csv", "config.yaml"):
+        assert (out / name).is_file(), name
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 1 + 10  # header + one row per epoch
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["name"] == "baseline" and config["simulation"]["seed"] == 42
+    # stdout: the table (header + 10 rows), then the run folder
+    stdout = proc.stdout.splitlines()
+    assert stdout[0].split()[:6] == ["epoch", "interactions", "accepted", "toxicity",
+                                     "quality_gap", "welfare"]
+    assert {"payoff_honest", "payoff_opportunistic", "payoff_deceptive"} <= set(stdout[0].split())
+    assert [line.split()[0] for line in stdout[1:11]] == [str(e) for e in range(10)]
+    assert stdout[-1] == str(out)
+    assert "Traceback" not in proc.stderr
+
+
+def test_replay_reproduces_metrics_byte_for_byte(baseline_run, tmp_path):
+    out, _ = baseline_run
+    proc = distsafe("replay", out / "events.jsonl", "--out", tmp_path / "replayed.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "replayed.csv").read_bytes() == (out / "metrics.csv").read_bytes()
+    run_table = [line for line in baseline_run[1].stdout.splitlines()[:-1]]
+    assert proc.stdout.splitlines() == run_table
+
+
+def test_same_seed_gives_identical_runs(baseline_run, tmp_path):
+    out, _ = baseline_run
+    proc = distsafe("run", BASELINE, "--seed", "42", "--out", tmp_path / "again", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "again")
+    for name in ("events.jsonl", "metrics.csv"):
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_seed_flag_overrides_the_scenario_seed(baseline_run, tmp_path):
+    out, _ = baseline_run
+    proc = distsafe("run", BASELINE, "--seed", "3", "--out", tmp_path / "s3", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load((tmp_path / "s3" / "config.yaml").read_text())["simulation"][
+        "seed"] == 3
+    assert (tmp_path / "s3" / "events.jsonl").read_bytes() != (out / "events.jsonl").read_bytes()
+
+
+def test_rerun_into_the_same_folder_replaces_the_log(baseline_run, tmp_path):
+    out, _ = baseline_run
+    for _ in range(2):
+        proc = distsafe("run", BASELINE, "--out", tmp_path / "r", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "events.jsonl").read_bytes() == (out / "events.jsonl").read_bytes()
+
+
+def _bad_config(tmp_path: Path) -> Path:
+    text = (ROOT / BASELINE).read_text().replace("s_plus: 2.0", "s_plus: -1")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_bad_config_is_one_line_exit_2(tmp_path, command):
+    path = _bad_config(tmp_path)
+    proc = distsafe(command, path, *(["--out", tmp_path / "o"] if command == "run" else []))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines == [f"distsafe: error: {path}: payoff.s_plus: Input should be greater than "
+                     "or equal to 0 (got -1)"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_files_exit_2(tmp_path):
+    proc = distsafe("run", tmp_path / "nope.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"distsafe: error: {tmp_path / 'nope.yaml'}: no such file"]
+    proc = distsafe("replay", tmp_path / "events.jsonl")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"distsafe: error: {tmp_path / 'events.jsonl'}: no such file"]
+
+
+def test_validate_reports_each_file(tmp_path):
+    bad = _bad_config(tmp_path)
+    proc = distsafe("validate", BASELINE, bad, "configs/network_effects.yaml")
+    assert proc.returncode == 2
+    assert proc.stdout.splitlines() == [f"ok {BASELINE}", "ok configs/network_effects.yaml"]
+    assert len(proc.stderr.splitlines()) == 1 and str(bad) in proc.stderr
+    assert distsafe("validate", *sorted(map(str, ROOT.glob("configs/*.yaml")))).returncode == 0
+
+
+def test_governance_block_warns(tmp_path):
+    path = tmp_path / "gov.yaml"
+    path.write_text((ROOT / BASELINE).read_text().replace("governance: null",
+                                                          "governance: {tax: 0.1}"))
+    proc = distsafe("validate", path)
+    assert proc.returncode == 0
+    assert proc.stderr.splitlines() == [
+        "distsafe: warning: the 'governance' block is stored but not applied yet"]
+
+
+def test_list():
+    proc = distsafe("list")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("sandbox-v0", "honest", "opportunistic", "deceptive", "adversarial",
+                 "baseline.yaml", "network_effects.yaml"):
+        assert word in proc.stdout
+
+
+def test_usage_errors_exit_2():
+    assert distsafe().returncode == 2
+    assert distsafe("run", BASELINE, "--seed", "-1").returncode == 2
+
+
+# --------------------------------------------------------------------------- in-process
+def test_progress_bar_draws_only_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = ProgressBar(stream, width=10)
+        for t in (37, 100):
+            bar(t, 100)
+        bar.close()
+    assert tty.getvalue() == "\r[###.......] 37/100 steps\r[##########] 100/100 steps\n"
+    assert pipe.getvalue() == ""
+
+
+def test_metrics_table_format():
+    out = io.StringIO()
+    table = MetricsTable(out)
+    table({"epoch": 0, "n_interactions": 26.0, "n_accepted": 24.0, "toxicity": 0.25,
+           "quality_gap": float("nan"), "welfare": 35.8254, "payoff_honest": 8.4,
+           "payoff_gini": 0.1})
+    assert out.getvalue().splitlines() == [
+        "epoch  interactions  accepted  toxicity  quality_gap    welfare  payoff_honest",
+        "    0            26        24     0.250            -     35.825          8.400",
+    ]
