@@ -143,14 +143,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise _Failure(f"{out}: cannot create the run folder ({e.strerror or e})") from None
     events = out / "events.jsonl"
-    events.unlink(missing_ok=True)  # a rerun replaces the run, it does not append to it
+    resume_after = _resume_point(events) if args.resume else -1
+    if resume_after < 0:
+        events.unlink(missing_ok=True)  # a rerun replaces the run, it does not append to it
     (out / "config.yaml").write_text(
         yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    env, policies = _build(scenario, args.config, seed=seed, event_log=events)
+    env, policies = _build(scenario, args.config, seed=seed,
+                           event_log=None if resume_after >= 0 else events)
     table = None if args.quiet else MetricsTable(sys.stdout)
     bar = ProgressBar(sys.stderr) if not args.quiet else None
+    on_epoch = table
+    if resume_after >= 0:
+        on_epoch = _Resumer(env, events, resume_after, table, args.config)
     try:
-        rows = rollout(env, policies, seed=seed, on_epoch=table, on_step=bar)
+        rows = rollout(env, policies, seed=seed, on_epoch=on_epoch, on_step=bar)
     except ValueError as e:  # e.g. a network the topology cannot generate at reset
         raise _Failure(f"{args.config}: {' '.join(str(e).split())}") from None
     finally:
@@ -160,6 +166,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_metrics_csv(rows, out / "metrics.csv")
     print(out)
     return 0
+
+
+def _resume_point(events: Path) -> int:
+    """The last complete epoch of an interrupted run's log (-1: start afresh)."""
+    from envs.core.events import replay, truncate_to_epoch
+
+    if not events.is_file():
+        return -1
+    try:
+        rep = replay(events)
+    except ValueError as e:
+        raise _Failure(f"{events}: cannot resume: {e}") from None
+    if rep.last_complete_epoch < 0:
+        return -1
+    if not rep.complete:
+        truncate_to_epoch(events, rep.last_complete_epoch)
+    return rep.last_complete_epoch
+
+
+class _Resumer:
+    """Re-runs the completed epochs silently (the run is deterministic), checks them
+    against the log, then appends the rest of the run to the same log."""
+
+    def __init__(self, env: Any, events: Path, last_epoch: int, table: Any,
+                 source: str) -> None:
+        from baselines.runner import metrics_from_events
+
+        self.env, self.events, self.last, self.table = env.unwrapped, events, last_epoch, table
+        self.source = source
+        self.logged = metrics_from_events(events)
+
+    def __call__(self, row: dict) -> None:
+        from envs.core.events import EventLog
+
+        epoch = row["epoch"]
+        if epoch <= self.last:
+            if _fmt_row(row) != _fmt_row(self.logged[epoch]):
+                raise _Failure(f"{self.events}: cannot resume: epoch {epoch} of the log differs "
+                               f"from a re-run of {self.source} (config or code changed?)")
+            if epoch == self.last:
+                self.env.event_log = EventLog(self.events, mode="a")
+        if self.table is not None:
+            self.table(row)
+
+
+def _fmt_row(row: dict) -> list[str]:
+    return [repr(v) for v in row.values()]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -247,6 +300,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="run folder (default: runs/<scenario name>-seed<seed>); "
                         "its events.jsonl, metrics.csv and config.yaml are replaced")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out from its last complete epoch")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no table; print only the run folder")
     p.set_defaults(func=cmd_run)
