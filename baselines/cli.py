@@ -164,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.close()
         env.close()
     write_metrics_csv(rows, out / "metrics.csv")
+    if not args.quiet:
+        _print_run_report(events)
     print(out)
     return 0
 
@@ -229,9 +231,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     table = MetricsTable(sys.stdout)
     for row in rows:
         table(row)
+    _print_run_report(path)
     if args.out:
         write_metrics_csv(rows, args.out)
     return 0
+
+
+def _print_run_report(events: Path) -> None:
+    """The whole run's soft metrics beside their hard-label twins."""
+    from envs.core.events import replay
+    from envs.core.metrics import MetricsReporter
+
+    rep = replay(events)
+    b = rep.interactions()
+    payoff = rep.run_start.config.get("payoff", {})
+    reporter = MetricsReporter(s_plus=payoff.get("s_plus", 2.0),
+                               s_minus=payoff.get("s_minus", 1.0))
+    print(f"\nwhole run ({len(b)} interactions): soft labels vs. hard labels at p >= 0.5")
+    print(reporter.report(b.p, b.accepted, v=b.v, payoff_initiator=b.payoff_a,
+                          payoff_counterparty=b.payoff_b))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
