@@ -302,12 +302,14 @@ class SandboxEnv(ParallelEnv):
         self.cumulative_reward = np.zeros(n, dtype=np.float64)
         self._new_edge_state()
         self._rebuild_slots()
-        self._pending = _Proposals.empty()
-        self.last_batch = InteractionBatch.empty(0)
+        self._pending = _NO_PROPOSALS
+        self.last_batch = _EMPTY_BATCH
         self._history: deque[InteractionBatch] = deque(maxlen=max(c.history_length, 1))
         self.step_stats: dict[str, int] = {"proposals": 0, "bounced": 0, "invalid": 0,
                                            "accepted": 0, "resolved": 0}
         self.obs_arrays = ObsArrays(n, self.K, self.M, self.nvec)
+        self._resp_mask = self.obs_arrays.action_mask[:, self._seg[5]:].reshape(n, self.M, 2)
+        self._resp_mask[:, :, 1] = 0
         self._inbox_rows = np.zeros(0, dtype=np.int64)
         self._inbox_slots = np.zeros(0, dtype=np.int64)
         self._write_observations()
@@ -333,9 +335,27 @@ class SandboxEnv(ParallelEnv):
         self.slot_of_entry = np.full(len(net.indices), -1, dtype=np.int64)
         rows, ks = np.nonzero(self.slot_mask)
         self.slot_of_entry[self.slot_pos[rows, ks]] = ks
-        self.same_team_slot = ((self.team[:, None] >= 0)
-                               & (self.team[self.slot_nb] == self.team[:, None])
-                               & self.slot_mask)
+        # per-entry neighbour features; row E stays zero and backs the empty slots, so one
+        # gather fills every agent's (K, F) block with padding included
+        e = len(net.indices)
+        self._slot_gather = np.where(self.slot_mask, self.slot_pos, e)
+        self._entry_feat = np.zeros((e + 1, len(NEIGHBOR_FEATURES)), dtype=np.float32)
+        team_src, team_nb = self.team[net.src], self.team[net.indices]
+        self._entry_feat[:e, _N["same_team"]] = (team_src >= 0) & (team_nb == team_src)
+        self._refresh_entries(np.arange(e))
+        self._static_dirty = True
+
+    def _refresh_entries(self, entries: np.ndarray) -> None:
+        """Recompute the trust and edge columns of the entry table at ``entries``."""
+        net, ef = self.network, self._entry_feat
+        cnt = self.trust_cnt[entries]
+        ef[entries, _N["trust"]] = np.where(
+            cnt > 0, self.trust_sum[entries] / np.maximum(cnt, 1), 0.5)
+        ef[entries, _N["n_accepted_from"]] = cnt
+        ef[entries, _N["edge_weight"]] = net.weights[entries]
+        back = net.rev[entries]
+        ef[back, _N["trust_in_me"]] = ef[entries, _N["trust"]]
+        ef[back, _N["edge_weight"]] = net.weights[back]
 
     def _build_dicts(self) -> None:
         oa = self.obs_arrays
@@ -401,7 +421,10 @@ class SandboxEnv(ParallelEnv):
         self._propose(actions, t, reward)
         self.resources += reward
         self.cumulative_reward += reward
-        self.frozen |= self.resources <= 0.0
+        broke = (self.resources <= 0.0) & ~self.frozen
+        if broke.any():
+            self.frozen |= broke
+            self._static_dirty = True
         self.last_batch = batch
         self._history.append(batch)
         log = self.event_log
@@ -424,7 +447,7 @@ class SandboxEnv(ParallelEnv):
         n = len(pend.initiator)
         if n == 0:
             self.step_stats.update(resolved=0, accepted=0)
-            return InteractionBatch.empty(0)
+            return _EMPTY_BATCH
         cp = pend.counterparty
         acc = (actions[cp, 5 + pend.slot] == 1) & ~self.frozen[cp]
         accf = acc.astype(np.float64)
@@ -449,6 +472,7 @@ class SandboxEnv(ParallelEnv):
         np.add.at(self.trust_sum, back, p[acc])
         np.add.at(self.trust_cnt, back, 1)
         self.network.strengthen(edge)
+        self._refresh_entries(back)
         self.step_stats.update(resolved=n, accepted=int(acc.sum()))
         return InteractionBatch(
             initiator=pend.initiator.astype(np.int32), counterparty=cp.astype(np.int32),
@@ -470,7 +494,7 @@ class SandboxEnv(ParallelEnv):
         n_p = len(who)
         self.step_stats.update(proposals=n_p, invalid=int(wants.sum()) - n_p)
         if n_p == 0:
-            self._pending = _Proposals.empty()
+            self._pending = _NO_PROPOSALS
             return
         act = actions[who]
         effort = self._effort[act[:, 2]]
@@ -522,6 +546,8 @@ class SandboxEnv(ParallelEnv):
         net = self.network
         old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
         changed = net.end_epoch()
+        if not changed and self.config.network.dynamic:  # weights decayed in place
+            self._refresh_entries(np.arange(len(net.indices)))
         if changed:
             new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
             pos = np.searchsorted(old_keys, new_keys)
@@ -559,24 +585,26 @@ class SandboxEnv(ParallelEnv):
         s[:, _S["steps_since_proposal"]] = np.where(self.last_proposal >= 0,
                                                      self.t - self.last_proposal, self.t + 1)
         s[:, _S["last_reward"]] = self.reward_array
-        s[:, _S["degree"]] = self.network.degree
-        s[:, _S["team"]] = self.team
-        # neighbour slots
-        pos, mask = self.slot_pos, self.slot_mask
-        cnt = self.trust_cnt
-        trust = np.where(cnt > 0, self.trust_sum / np.maximum(cnt, 1), 0.5)
-        nb = oa.neighbors
-        nb[..., _N["reputation"]] = self.reputation[self.slot_nb]
-        nb[..., _N["edge_weight"]] = self.network.weights[pos]
-        nb[..., _N["trust"]] = trust[pos]
-        nb[..., _N["trust_in_me"]] = trust[self.network.rev[pos]]
-        nb[..., _N["n_accepted_from"]] = cnt[pos]
-        nb[..., _N["same_team"]] = self.same_team_slot
-        nb *= mask[..., None]
-        oa.neighbor_mask[:] = mask
+        # neighbour slots: refresh the per-entry table, then one gather into the obs array
+        net = self.network
+        e = len(net.indices)
+        ef = self._entry_feat
+        ef[:e, _N["reputation"]] = self.reputation[net.indices]
+        np.take(ef, self._slot_gather, axis=0, out=oa.neighbors)
+        am = oa.action_mask
+        seg = self._seg
+        if self._static_dirty:  # what changes only with the slots or a new bankruptcy
+            s[:, _S["degree"]] = net.degree
+            s[:, _S["team"]] = self.team
+            oa.neighbor_mask[:] = self.slot_mask
+            am[:, seg[0] + 1:seg[1]] = ~self.frozen[:, None]
+            am[:, seg[1]:seg[2]] = self.slot_mask
+            self._static_dirty = False
         # inbox: clear last step's rows, write the new pending proposals
         inbox = oa.inbox
+        resp = self._resp_mask  # (n, M, 2) view of the response dims of the action mask
         inbox[self._inbox_rows, self._inbox_slots] = 0.0
+        resp[self._inbox_rows, self._inbox_slots, 1] = 0
         pend = self._pending
         rows, slots = pend.counterparty, pend.slot
         if len(rows):
@@ -586,7 +614,7 @@ class SandboxEnv(ParallelEnv):
             f[:, _I["kind"]] = pend.kind
             f[:, _I["sender_slot"]] = self.slot_of_entry[back]
             f[:, _I["sender_reputation"]] = self.reputation[pend.initiator]
-            f[:, _I["sender_trust"]] = trust[back]
+            f[:, _I["sender_trust"]] = self._entry_feat[back, _N["trust"]]
             f[:, _I["sender_same_team"]] = ((self.team[rows] >= 0)
                                             & (self.team[rows] == self.team[pend.initiator]))
             f[:, _I["transfer"]] = pend.tau
@@ -598,17 +626,10 @@ class SandboxEnv(ParallelEnv):
             f[:, _I["v_hat"]] = pend.v_hat
             f[:, _I["p"]] = pend.p
             inbox[rows, slots] = f
+            # accept only what is in the inbox (frozen agents may only reject)
+            resp[rows, slots, 1] = ~self.frozen[rows]
         self._inbox_rows, self._inbox_slots = rows, slots
-        inbox_count = np.bincount(rows, minlength=n)
-        s[:, _S["inbox_count"]] = inbox_count
-        # action masks: kind (frozen agents may only pass), targets, responses
-        am = oa.action_mask
-        seg = self._seg
-        am[:, seg[0] + 1:seg[1]] = ~self.frozen[:, None]
-        am[:, seg[1]:seg[2]] = mask
-        resp = am[:, seg[5]:].reshape(n, self.M, 2)
-        resp[:, :, 1] = inbox[:, :, _I["present"]] > 0
-        resp[:, :, 1] &= ~self.frozen[:, None]
+        s[:, _S["inbox_count"]] = np.bincount(rows, minlength=n)
 
     # ------------------------------------------------------------------ infos (lazy)
     def _build_info(self, key: str, i: int) -> Any:
@@ -730,6 +751,10 @@ class _Proposals:
 
     def select(self, mask: np.ndarray) -> _Proposals:
         return _Proposals(**{k: getattr(self, k)[mask] for k in self.FIELDS})
+
+
+_EMPTY_BATCH = InteractionBatch.empty(0)
+_NO_PROPOSALS = _Proposals.empty()
 
 
 def parallel_env(**config: Any) -> SandboxEnv:

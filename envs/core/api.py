@@ -33,33 +33,20 @@ def stack_actions(actions: Any, agents: Sequence[str], index: dict[str, int],
                               f"got {arr.shape}")
         names = agents
     elif isinstance(actions, dict):
-        unknown = [a for a in actions if a not in index]
-        if unknown:
+        if not actions.keys() <= index.keys():
+            unknown = [a for a in actions if a not in index]
             raise ActionError(f"{env_name}: actions given for unknown agents {unknown[:5]}; "
                               f"agents are {list(agents[:5])}{'...' if n > 5 else ''}")
-        if len(actions) == n:
-            names = list(actions)
-            try:
-                arr = np.concatenate([np.ravel(a) for a in actions.values()])
-            except (TypeError, ValueError) as exc:
-                raise ActionError(f"{env_name}: actions must be integer vectors of length {d}"
-                                  f" ({', '.join(dim_names)}): {exc}") from None
-            if arr.shape != (n * d,):
-                _raise_bad_shape(actions, d, dim_names, env_name)
-            arr = arr.reshape(n, d)
-            if names != list(agents):  # dict in another order: reorder rows
-                order = np.fromiter((index[a] for a in names), dtype=np.int64, count=n)
-                out = np.empty_like(arr)
-                out[order] = arr
-                arr, names = out, agents
-        else:
-            arr = np.tile(noop, (n, 1))
-            for a, act in actions.items():
-                row = np.ravel(np.asarray(act))
-                if row.shape != (d,):
-                    _raise_bad_shape({a: act}, d, dim_names, env_name)
-                arr[index[a]] = row
-            names = agents
+        get = actions.get
+        vals = [get(a, noop) for a in agents]  # missing agents take the no-op
+        try:  # one C-level pass when every action is a flat vector (the common case)
+            arr = np.concatenate(vals)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.shape != (n * d,):
+            _raise_bad_shape(actions, d, dim_names, env_name)
+        arr = arr.reshape(n, d)
+        names = agents
     else:
         raise ActionError(f"{env_name}: step() expects a dict {{agent: action}} or an array of "
                           f"shape ({n}, {d}), got {type(actions).__name__}")
@@ -81,8 +68,11 @@ def stack_actions(actions: Any, agents: Sequence[str], index: dict[str, int],
 
 def _raise_bad_shape(actions: dict, d: int, dim_names: Sequence[str], env_name: str) -> None:
     for a, act in actions.items():
-        shape = np.shape(act)
-        if shape not in ((d,), (1, d)):
+        try:
+            shape = np.shape(act)
+        except ValueError:  # ragged nested sequences
+            shape = None
+        if shape != (d,):
             raise ActionError(f"{env_name}: action for agent {a!r} must have {d} entries "
                               f"({', '.join(dim_names)}), got shape {shape}: {act!r}")
     raise ActionError(f"{env_name}: actions must be integer vectors of length {d}")
