@@ -164,12 +164,15 @@ class Opportunistic(ScriptedPolicy):
         return paid | known_good | (pays & lucky)
 
 
-class Deceptive(ScriptedPolicy):
-    """Builds trust honestly, then exploits trusted partners with dressed-up low effort."""
+class Deceptive(Honest):
+    """Builds trust honestly, then exploits trusted partners with dressed-up low effort.
+
+    It accepts like :class:`Honest` (building the trust it later exploits).
+    """
 
     name = "deceptive"
 
-    class Params(_Params):
+    class Params(Honest.Params):
         propose_prob: float = Field(0.6, ge=0, le=1, description="chance to propose a step")
         honest_interactions: int = Field(5, ge=0, description="accepted honest proposals "
                                          "before it may exploit")
@@ -177,8 +180,6 @@ class Deceptive(ScriptedPolicy):
         min_trusting: int = Field(2, ge=0, description="trusting partners needed to exploit")
         trust_level: float = Field(0.7, description="trust in it that counts as trusting")
         dressing: float = Field(1.0, ge=0, le=1, description="dressing when exploiting")
-        accept_threshold: float = Field(0.4, description="acceptance threshold (as honest)")
-        trust_weight: float = Field(0.3, ge=0, le=1, description="weight of trust vs. p")
 
     def exploiting(self, obs: ObsBatch) -> np.ndarray:
         prm = self.params
@@ -200,9 +201,6 @@ class Deceptive(ScriptedPolicy):
         dressing = np.where(exploit, self._levels(obs, 3, prm.dressing), 0)
         kind = np.where(go, self._random_kind(n), 0)
         return kind, slot, effort, dressing, self._trade_price(obs, kind)
-
-    def respond(self, obs: ObsBatch) -> np.ndarray:
-        return _signal_trust_accept(obs, self.params.trust_weight, self.params.accept_threshold)
 
 
 class Adversarial(ScriptedPolicy):
