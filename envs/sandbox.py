@@ -509,7 +509,10 @@ class SandboxEnv(ParallelEnv):
         u = rng.random((4, n_p))
         good = u[0] < sig.q_min + (sig.q_max - sig.q_min) * effort
         # delivery: at most M proposals per inbox, chosen by a seeded random key
-        order = np.lexsort((u[3], cp))
+        key = cp + u[3]  # monotone in (counterparty, random draw): one float sort
+        order = np.argsort(key, kind="stable")
+        if np.any(key[order[1:]] == key[order[:-1]]):  # ties lost to rounding: exact sort
+            order = np.lexsort((u[3], cp))
         cps = cp[order]
         starts = np.flatnonzero(np.r_[True, cps[1:] != cps[:-1]])
         rank = np.arange(n_p) - np.repeat(starts, np.diff(np.r_[starts, n_p]))
@@ -522,19 +525,17 @@ class SandboxEnv(ParallelEnv):
             lo = np.where(good, g.low, b.low)
             return lo + u[row] * (np.where(good, g.high, b.high) - lo)
 
-        def counts(g: float, b: float) -> np.ndarray:
-            return np.maximum(rng.poisson(np.where(good, g, b)) - removed, 0).astype(np.int16)
-
         removed = np.rint(dressing * sig.dress_counts).astype(np.int64)
         progress = np.clip(uniform(1, sig.good_progress, sig.bad_progress)
                            + dressing * sig.dress_progress, -1.0, 1.0)
         engagement = np.clip(uniform(2, sig.good_engagement, sig.bad_engagement)
                              + dressing * sig.dress_engagement, -1.0, 1.0)
-        rework = counts(sig.good_rework, sig.bad_rework)
-        rejections = counts(sig.good_rejections, sig.bad_rejections)
-        misuse = counts(sig.good_misuse, sig.bad_misuse)
+        lam = np.where(good, np.array([[sig.good_rework], [sig.good_rejections],
+                                       [sig.good_misuse]]),
+                       np.array([[sig.bad_rework], [sig.bad_rejections], [sig.bad_misuse]]))
+        rework, rejections, misuse = np.maximum(rng.poisson(lam) - removed, 0).astype(np.int16)
         v_hat, p = self.proxy.compute_arrays(progress, rework, rejections, misuse, engagement)
-        k = keep
+        k = keep if len(keep) < n_p else slice(None)  # nothing bounced: no copies
         self._pending = _Proposals(
             initiator=who[k], counterparty=cp[k], edge=edge[k], slot=slot_in_inbox[k],
             kind=(act[k, 0] - 1).astype(np.int8), effort=effort[k], dressing=dressing[k],
@@ -590,7 +591,8 @@ class SandboxEnv(ParallelEnv):
         e = len(net.indices)
         ef = self._entry_feat
         ef[:e, _N["reputation"]] = self.reputation[net.indices]
-        np.take(ef, self._slot_gather, axis=0, out=oa.neighbors)
+        # indices are always in range; mode="clip" lets numpy write into `out` unbuffered
+        np.take(ef, self._slot_gather, axis=0, out=oa.neighbors, mode="clip")
         am = oa.action_mask
         seg = self._seg
         if self._static_dirty:  # what changes only with the slots or a new bankruptcy

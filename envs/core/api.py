@@ -33,12 +33,15 @@ def stack_actions(actions: Any, agents: Sequence[str], index: dict[str, int],
                               f"got {arr.shape}")
         names = agents
     elif isinstance(actions, dict):
-        if not actions.keys() <= index.keys():
+        if len(actions) == n and list(actions) == agents:  # full and in order: no lookups
+            vals = list(actions.values())
+        elif actions.keys() <= index.keys():
+            get = actions.get
+            vals = [get(a, noop) for a in agents]  # missing agents take the no-op
+        else:
             unknown = [a for a in actions if a not in index]
             raise ActionError(f"{env_name}: actions given for unknown agents {unknown[:5]}; "
                               f"agents are {list(agents[:5])}{'...' if n > 5 else ''}")
-        get = actions.get
-        vals = [get(a, noop) for a in agents]  # missing agents take the no-op
         try:  # one C-level pass when every action is a flat vector (the common case)
             arr = np.concatenate(vals)
         except (TypeError, ValueError):
