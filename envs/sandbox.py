@@ -514,8 +514,11 @@ class SandboxEnv(ParallelEnv):
         if np.any(key[order[1:]] == key[order[:-1]]):  # ties lost to rounding: exact sort
             order = np.lexsort((u[3], cp))
         cps = cp[order]
-        starts = np.flatnonzero(np.r_[True, cps[1:] != cps[:-1]])
-        rank = np.arange(n_p) - np.repeat(starts, np.diff(np.r_[starts, n_p]))
+        idx = np.arange(n_p)
+        first = np.empty(n_p, dtype=bool)  # first proposal of each counterparty's run
+        first[0] = True
+        np.not_equal(cps[1:], cps[:-1], out=first[1:])
+        rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
         keep = np.sort(order[rank < self.M])
         slot_in_inbox = np.empty(n_p, dtype=np.int64)
         slot_in_inbox[order] = rank
@@ -526,10 +529,10 @@ class SandboxEnv(ParallelEnv):
             return lo + u[row] * (np.where(good, g.high, b.high) - lo)
 
         removed = np.rint(dressing * sig.dress_counts).astype(np.int64)
-        progress = np.clip(uniform(1, sig.good_progress, sig.bad_progress)
-                           + dressing * sig.dress_progress, -1.0, 1.0)
-        engagement = np.clip(uniform(2, sig.good_engagement, sig.bad_engagement)
-                             + dressing * sig.dress_engagement, -1.0, 1.0)
+        progress = _clip1(uniform(1, sig.good_progress, sig.bad_progress)
+                          + dressing * sig.dress_progress)
+        engagement = _clip1(uniform(2, sig.good_engagement, sig.bad_engagement)
+                            + dressing * sig.dress_engagement)
         lam = np.where(good, np.array([[sig.good_rework], [sig.good_rejections],
                                        [sig.good_misuse]]),
                        np.array([[sig.bad_rework], [sig.bad_rejections], [sig.bad_misuse]]))
@@ -753,6 +756,12 @@ class _Proposals:
 
     def select(self, mask: np.ndarray) -> _Proposals:
         return _Proposals(**{k: getattr(self, k)[mask] for k in self.FIELDS})
+
+
+def _clip1(x: np.ndarray) -> np.ndarray:
+    """Clip to [-1, 1] in place with two ufuncs (np.clip's wrapper costs more at small n)."""
+    np.maximum(x, -1.0, out=x)
+    return np.minimum(x, 1.0, out=x)
 
 
 _EMPTY_BATCH = InteractionBatch.empty(0)

@@ -118,9 +118,10 @@ class ProxyComputer:
         ver = 0.5 * (self._lut_verifier_rej[np.minimum(verifier_rejections, top)]
                      + self._lut_verifier_mis[np.minimum(tool_misuse, top)])
         w0, w1, w2, w3 = self._w
-        v = (w0 * np.clip(task_progress, -1.0, 1.0) + w1 * rw + w2 * ver
-             + w3 * np.clip(engagement, -1.0, 1.0))
-        return np.clip(v, -1.0, 1.0)
+        v = (w0 * np.minimum(np.maximum(task_progress, -1.0), 1.0) + w1 * rw + w2 * ver
+             + w3 * np.minimum(np.maximum(engagement, -1.0), 1.0))
+        np.maximum(v, -1.0, out=v)
+        return np.minimum(v, 1.0, out=v)
 
     def p_from_v_hat(self, v_hat: np.ndarray | float) -> np.ndarray | float:
         """``p = sigmoid(k * v_hat + bias)``."""
