@@ -245,6 +245,9 @@ class SandboxEnv(ParallelEnv):
         self._dressing = np.asarray(c.dressing_levels, dtype=np.float64)
         self._transfer = np.asarray(c.transfer_levels, dtype=np.float64)
         self.proxy = c.proxy.build()
+        sig = c.signals
+        self._counts = _PoissonTable([sig.good_rework, sig.good_rejections, sig.good_misuse],
+                                     [sig.bad_rework, sig.bad_rejections, sig.bad_misuse])
         self.payoff = SoftPayoffEngine(c.payoff)
         self.max_steps = c.n_epochs * c.steps_per_epoch
         self._rng = np.random.default_rng()
@@ -506,7 +509,7 @@ class SandboxEnv(ParallelEnv):
         edge = self.slot_pos[who, act[:, 1]]
         cp = self.network.indices[edge].astype(np.int64)
         rng = self._rng
-        u = rng.random((4, n_p))
+        u = rng.random((7, n_p))
         good = u[0] < sig.q_min + (sig.q_max - sig.q_min) * effort
         # delivery: at most M proposals per inbox, chosen by a seeded random key
         key = cp + u[3]  # monotone in (counterparty, random draw): one float sort
@@ -533,10 +536,8 @@ class SandboxEnv(ParallelEnv):
                           + dressing * sig.dress_progress)
         engagement = _clip1(uniform(2, sig.good_engagement, sig.bad_engagement)
                             + dressing * sig.dress_engagement)
-        lam = np.where(good, np.array([[sig.good_rework], [sig.good_rejections],
-                                       [sig.good_misuse]]),
-                       np.array([[sig.bad_rework], [sig.bad_rejections], [sig.bad_misuse]]))
-        rework, rejections, misuse = np.maximum(rng.poisson(lam) - removed, 0).astype(np.int16)
+        drawn = self._counts.sample(good, u[4:])  # rework, rejections, misuse
+        rework, rejections, misuse = np.maximum(drawn - removed, 0).astype(np.int16)
         v_hat, p = self.proxy.compute_arrays(progress, rework, rejections, misuse, engagement)
         k = keep if len(keep) < n_p else slice(None)  # nothing bounced: no copies
         self._pending = _Proposals(
@@ -756,6 +757,41 @@ class _Proposals:
 
     def select(self, mask: np.ndarray) -> _Proposals:
         return _Proposals(**{k: getattr(self, k)[mask] for k in self.FIELDS})
+
+
+class _PoissonTable:
+    """Poisson draws by inverse CDF from given uniforms: one ``searchsorted`` for all counts.
+
+    Row ``r`` of a draw uses mean ``good[r]`` where the work is good, ``bad[r]`` elsewhere.
+    Each mean's CDF is tabulated (to 1 - 1e-15) and shifted by twice its table index, so one
+    sorted array serves every mean and a uniform ``u`` maps to ``searchsorted(cdf, u + 2t)``.
+    """
+
+    def __init__(self, good: list[float], bad: list[float]) -> None:
+        from math import exp
+
+        means = list(good) + list(bad)
+        tables, starts = [], []
+        for t, lam in enumerate(means):
+            cdf, term, k = [], exp(-lam), 0
+            total = term
+            while total < 1.0 - 1e-15 and k < 200:
+                cdf.append(total)
+                k += 1
+                term *= lam / k
+                total += term
+            cdf.append(1.0)  # close the table: u < 1 always lands inside it
+            starts.append(sum(len(x) for x in tables))
+            tables.append(np.asarray(cdf) + 2.0 * t)
+        self._cdf = np.concatenate(tables)
+        self._start = np.asarray(starts)
+        self._rows = len(good)
+
+    def sample(self, good: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Counts of shape ``u.shape == (rows, n)`` for ``good`` of shape ``(n,)``."""
+        table = np.arange(self._rows)[:, None] + np.where(good, 0, self._rows)
+        pos = np.searchsorted(self._cdf, u + 2.0 * table, side="right")
+        return pos - self._start[table]
 
 
 def _clip1(x: np.ndarray) -> np.ndarray:
