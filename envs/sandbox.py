@@ -345,20 +345,22 @@ class SandboxEnv(ParallelEnv):
         self._entry_feat = np.zeros((e + 1, len(NEIGHBOR_FEATURES)), dtype=np.float32)
         team_src, team_nb = self.team[net.src], self.team[net.indices]
         self._entry_feat[:e, _N["same_team"]] = (team_src >= 0) & (team_nb == team_src)
-        self._refresh_entries(np.arange(e))
+        self._refresh_entries(np.arange(e), weights=True)
         self._static_dirty = True
 
-    def _refresh_entries(self, entries: np.ndarray) -> None:
-        """Recompute the trust and edge columns of the entry table at ``entries``."""
+    def _refresh_entries(self, entries: np.ndarray, weights: bool | None = None) -> None:
+        """Recompute the trust (and edge-weight) columns of the entry table at ``entries``."""
         net, ef = self.network, self._entry_feat
         cnt = self.trust_cnt[entries]
-        ef[entries, _N["trust"]] = np.where(
-            cnt > 0, self.trust_sum[entries] / np.maximum(cnt, 1), 0.5)
-        ef[entries, _N["n_accepted_from"]] = cnt
-        ef[entries, _N["edge_weight"]] = net.weights[entries]
+        trust = self.trust_sum[entries] / np.maximum(cnt, 1)
+        trust[cnt == 0] = 0.5
         back = net.rev[entries]
-        ef[back, _N["trust_in_me"]] = ef[entries, _N["trust"]]
-        ef[back, _N["edge_weight"]] = net.weights[back]
+        ef[entries, _N["trust"]] = trust
+        ef[back, _N["trust_in_me"]] = trust
+        ef[entries, _N["n_accepted_from"]] = cnt
+        if weights if weights is not None else self.config.network.dynamic:
+            ef[entries, _N["edge_weight"]] = net.weights[entries]
+            ef[back, _N["edge_weight"]] = net.weights[back]
 
     def _build_dicts(self) -> None:
         oa = self.obs_arrays
@@ -456,13 +458,12 @@ class SandboxEnv(ParallelEnv):
         accf = acc.astype(np.float64)
         p = pend.p
         r_a = (p - 0.5) * accf
-        r_b = np.zeros(n)
         tau = pend.tau * accf
-        zeros = np.zeros(n)
+        zeros = np.zeros(n)  # governance costs (levers add theirs) and r_b
         if self.config.reward_mode == "soft":
-            pi_a, pi_b = self.payoff.payoffs(p, tau, zeros, zeros, r_a, r_b)
+            pi_a, pi_b = self.payoff.payoffs(p, tau, 0.0, 0.0, r_a, 0.0)
         else:
-            pi_a, pi_b = self.payoff.realized_payoffs(pend.v, tau, zeros, zeros, r_a, r_b)
+            pi_a, pi_b = self.payoff.realized_payoffs(pend.v, tau, 0.0, 0.0, r_a, 0.0)
         pi_a *= accf
         pi_b *= accf
         n_agents = self.config.n_agents
@@ -474,7 +475,8 @@ class SandboxEnv(ParallelEnv):
         back = self.network.rev[edge]  # entry (counterparty -> initiator)
         np.add.at(self.trust_sum, back, p[acc])
         np.add.at(self.trust_cnt, back, 1)
-        self.network.strengthen(edge)
+        if self.config.network.dynamic:
+            self.network.strengthen(edge)
         self._refresh_entries(back)
         self.step_stats.update(resolved=n, accepted=int(acc.sum()))
         return InteractionBatch(
@@ -483,7 +485,7 @@ class SandboxEnv(ParallelEnv):
             dressing=pend.dressing, task_progress=pend.task_progress,
             rework_count=pend.rework, verifier_rejections=pend.rejections,
             tool_misuse=pend.misuse, engagement=pend.engagement, v_hat=pend.v_hat, p=p,
-            tau=tau, c_a=zeros, c_b=zeros.copy(), r_a=r_a, r_b=r_b, payoff_a=pi_a,
+            tau=tau, c_a=zeros, c_b=zeros.copy(), r_a=r_a, r_b=zeros.copy(), payoff_a=pi_a,
             payoff_b=pi_b, step=np.full(n, t, dtype=np.int32),
             epoch=np.full(n, epoch, dtype=np.int32))
 
@@ -514,7 +516,8 @@ class SandboxEnv(ParallelEnv):
         # delivery: at most M proposals per inbox, chosen by a seeded random key
         key = cp + u[3]  # monotone in (counterparty, random draw): one float sort
         order = np.argsort(key, kind="stable")
-        if np.any(key[order[1:]] == key[order[:-1]]):  # ties lost to rounding: exact sort
+        ks = key[order]
+        if np.any(ks[1:] == ks[:-1]):  # ties lost to rounding: exact sort
             order = np.lexsort((u[3], cp))
         cps = cp[order]
         idx = np.arange(n_p)

@@ -61,9 +61,8 @@ def sigmoid(x: np.ndarray | float, k: float = 1.0) -> np.ndarray | float:
         0.731059
     """
     z = np.multiply(k, x, dtype=np.float64)
-    # exp of a non-positive number never overflows
-    e = np.exp(-np.abs(z))
-    out = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    e = np.exp(-np.abs(z))  # exp of a non-positive number never overflows
+    out = np.where(z >= 0, 1.0, e) / (1.0 + e)
     return float(out) if out.ndim == 0 else out
 
 
@@ -131,9 +130,8 @@ class ProxyComputer:
                        engagement) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised ``(v_hat, p)``."""
         v_hat = self.v_hat_arrays(np.asarray(task_progress, dtype=np.float64),
-                                  np.asarray(rework_count, dtype=np.int64),
-                                  np.asarray(verifier_rejections, dtype=np.int64),
-                                  np.asarray(tool_misuse, dtype=np.int64),
+                                  _as_counts(rework_count), _as_counts(verifier_rejections),
+                                  _as_counts(tool_misuse),
                                   np.asarray(engagement, dtype=np.float64))
         return v_hat, np.asarray(self.p_from_v_hat(v_hat))
 
@@ -145,6 +143,12 @@ class ProxyComputer:
                                        [obs.verifier_rejections], [obs.tool_misuse],
                                        [obs.engagement])
         return float(v_hat[0]), float(p[0])
+
+
+def _as_counts(x) -> np.ndarray:
+    """Counts as an integer array (kept as is when already integer: no copy)."""
+    arr = np.asarray(x)
+    return arr if arr.dtype.kind in "iu" else arr.astype(np.int64)
 
 
 @dataclass(frozen=True)
