@@ -1,0 +1,30 @@
+"""Smoke test of the step benchmark: it runs end to end and prints its table (no timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "bench_step.py"
+
+
+def test_bench_step_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| agents |"))
+    assert "env.step agent-steps/s" in lines[header]
+    assert "step_arrays agent-steps/s" in lines[header]
+    assert lines[header + 1].startswith("|---")
+    rows = [line for line in lines[header + 2:] if line.startswith("|")]
+    assert [r.split("|")[1].strip() for r in rows] == ["10", "50"]
+    assert "dict door / batched door" in proc.stdout
+    data = json.loads(out.read_text())
+    assert [r["n_agents"] for r in data["results"]] == [10, 50]
+    for r in data["results"]:
+        assert r["step_s"] > 0 and r["step_arrays_s"] > 0 and r["policy_s"] > 0
