@@ -266,6 +266,7 @@ class SandboxEnv(ParallelEnv):
             event_log = EventLog(event_log)
         self.event_log: EventLog | None = event_log
         self._seed: int | None = None
+        self._cost_hooks: list[Any] = []
         self.network: Network | None = None
         self.t = 0
 
@@ -324,6 +325,44 @@ class SandboxEnv(ParallelEnv):
         obs = self._observations_out()
         return obs, self.infos
 
+    def set_frozen(self, agents: Any, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) agents: a frozen agent may only pass and reject.
+
+        ``agents``: names, indices or a boolean mask. Governance levers (circuit breakers,
+        staking) call this; the action masks follow at the next observation.
+        """
+        idx = self._agent_index(agents)
+        self.frozen[idx] = frozen
+        self._static_dirty = True
+        self._write_observations()
+
+    def _agent_index(self, agents: Any) -> np.ndarray:
+        if isinstance(agents, str):
+            agents = [agents]
+        arr = np.asarray(agents)
+        if arr.dtype == bool:
+            if arr.shape != (self.config.n_agents,):
+                raise ValueError(f"sandbox: an agent mask must have shape "
+                                 f"({self.config.n_agents},), got {arr.shape}")
+            return np.flatnonzero(arr)
+        if arr.dtype.kind in "US":
+            unknown = [a for a in arr.tolist() if a not in self.agent_name_mapping]
+            if unknown:
+                raise ValueError(f"sandbox: unknown agents {unknown[:5]}")
+            return np.array([self.agent_name_mapping[a] for a in arr.tolist()], dtype=np.int64)
+        return arr.astype(np.int64)
+
+    def add_cost_hook(self, hook: Any) -> None:
+        """Register ``hook(batch) -> (c_a, c_b) | None``, called on every resolved batch.
+
+        The hook sees the step's interactions (``p``, ``accepted``, ``tau``, who, what) before
+        payoffs are computed; the costs it returns (arrays of ``len(batch)`` or scalars) are
+        added to ``c_a``/``c_b`` and so enter the payoffs, rewards, resources and the event
+        log in the same step. Rejected interactions pay nothing, costs included. This is the
+        seam governance levers use (taxes, audits, ...); hooks run in registration order.
+        """
+        self._cost_hooks.append(hook)
+
     def _new_edge_state(self) -> None:
         e = len(self.network.indices)
         self.trust_sum = np.zeros(e, dtype=np.float64)
@@ -331,16 +370,19 @@ class SandboxEnv(ParallelEnv):
 
     def _rebuild_slots(self) -> None:
         net = self.network
-        self.slot_pos, self.slot_mask = net.neighbor_slots(self.K)
+        e = len(net.indices)
+        # heaviest K edges; ties (e.g. a dense static graph) by a seeded random key per
+        # entry, so each agent sees its own sample and no agent is unreachable by index
+        self.slot_pos, self.slot_mask = net.neighbor_slots(self.K, self._rng.random(e))
         self.slot_pos = np.where(self.slot_mask, self.slot_pos, 0)
-        self.slot_nb = np.where(self.slot_mask, net.indices[self.slot_pos], 0)
+        self.slot_nb = (np.where(self.slot_mask, net.indices[self.slot_pos], 0) if e
+                        else np.zeros_like(self.slot_pos))
         # entry position -> slot of that neighbour in the row's agent's view (-1: not shown)
         self.slot_of_entry = np.full(len(net.indices), -1, dtype=np.int64)
         rows, ks = np.nonzero(self.slot_mask)
         self.slot_of_entry[self.slot_pos[rows, ks]] = ks
         # per-entry neighbour features; row E stays zero and backs the empty slots, so one
         # gather fills every agent's (K, F) block with padding included
-        e = len(net.indices)
         self._slot_gather = np.where(self.slot_mask, self.slot_pos, e)
         self._entry_feat = np.zeros((e + 1, len(NEIGHBOR_FEATURES)), dtype=np.float32)
         team_src, team_nb = self.team[net.src], self.team[net.indices]
@@ -379,8 +421,6 @@ class SandboxEnv(ParallelEnv):
                                    self._touched)
                       for i, a in enumerate(self.possible_agents)}
         self._false = dict.fromkeys(self.possible_agents, False)
-        self._terms = self._false
-        self._truncs = self._false
 
     def _observations_out(self) -> dict:
         if not self.config.copy_observations:
@@ -394,15 +434,15 @@ class SandboxEnv(ParallelEnv):
                             self.action_dim_names, "sandbox", self._noop)
         self.step_arrays(arr, validate=False)
         rewards = dict(zip(self.possible_agents, self.reward_array.tolist()))
-        if self.t >= self.max_steps:
-            self._truncs = dict.fromkeys(self.possible_agents, True)
-        truncs = self._truncs
+        terms = self._false.copy()  # fresh dicts each step: callers may mutate them
+        truncs = (dict.fromkeys(self.possible_agents, True) if self.t >= self.max_steps
+                  else self._false.copy())
         infos = self.infos
         if self.config.copy_observations:
             infos = {a: info.materialize() for a, info in infos.items()}
         if self.render_mode == "human":
             print(self.render())
-        return self._observations_out(), rewards, self._terms, truncs, infos
+        return self._observations_out(), rewards, terms, truncs, infos
 
     def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
         """The batched door: ``(n_agents, n_dims)`` int actions in, rewards out.
@@ -458,17 +498,34 @@ class SandboxEnv(ParallelEnv):
         accf = acc.astype(np.float64)
         p = pend.p
         r_a = (p - 0.5) * accf
-        tau = pend.tau * accf
-        zeros = np.zeros(n)  # governance costs (levers add theirs) and r_b
+        batch = InteractionBatch(
+            initiator=pend.initiator.astype(np.int32), counterparty=cp.astype(np.int32),
+            kind=pend.kind, accepted=acc, v=pend.v, effort=pend.effort,
+            dressing=pend.dressing, task_progress=pend.task_progress,
+            rework_count=pend.rework, verifier_rejections=pend.rejections,
+            tool_misuse=pend.misuse, engagement=pend.engagement, v_hat=pend.v_hat, p=p,
+            tau=pend.tau, c_a=np.zeros(n), c_b=np.zeros(n), r_a=r_a, r_b=np.zeros(n),
+            payoff_a=np.zeros(n), payoff_b=np.zeros(n), step=np.full(n, t, dtype=np.int32),
+            epoch=np.full(n, epoch, dtype=np.int32))
+        c_a: Any = 0.0
+        c_b: Any = 0.0
+        if self._cost_hooks:
+            for hook in self._cost_hooks:
+                costs = hook(batch)
+                if costs is not None:
+                    batch.c_a += costs[0]
+                    batch.c_b += costs[1]
+            c_a, c_b = batch.c_a, batch.c_b
+        tau = pend.tau * accf  # the offered transfer is paid only when accepted
         if self.config.reward_mode == "soft":
-            pi_a, pi_b = self.payoff.payoffs(p, tau, 0.0, 0.0, r_a, 0.0)
+            pi_a, pi_b = self.payoff.payoffs(p, tau, c_a, c_b, r_a, 0.0)
         else:
-            pi_a, pi_b = self.payoff.realized_payoffs(pend.v, tau, 0.0, 0.0, r_a, 0.0)
-        pi_a *= accf
-        pi_b *= accf
+            pi_a, pi_b = self.payoff.realized_payoffs(pend.v, tau, c_a, c_b, r_a, 0.0)
+        np.multiply(pi_a, accf, out=batch.payoff_a)
+        np.multiply(pi_b, accf, out=batch.payoff_b)
         n_agents = self.config.n_agents
-        reward += np.bincount(pend.initiator, weights=pi_a, minlength=n_agents)
-        reward += np.bincount(cp, weights=pi_b, minlength=n_agents)
+        reward += np.bincount(pend.initiator, weights=batch.payoff_a, minlength=n_agents)
+        reward += np.bincount(cp, weights=batch.payoff_b, minlength=n_agents)
         self.reputation += np.bincount(pend.initiator, weights=r_a, minlength=n_agents)
         self.n_accepted_init += np.bincount(pend.initiator[acc], minlength=n_agents)
         edge = pend.edge[acc]
@@ -479,15 +536,7 @@ class SandboxEnv(ParallelEnv):
             self.network.strengthen(edge)
         self._refresh_entries(back)
         self.step_stats.update(resolved=n, accepted=int(acc.sum()))
-        return InteractionBatch(
-            initiator=pend.initiator.astype(np.int32), counterparty=cp.astype(np.int32),
-            kind=pend.kind, accepted=acc, v=pend.v, effort=pend.effort,
-            dressing=pend.dressing, task_progress=pend.task_progress,
-            rework_count=pend.rework, verifier_rejections=pend.rejections,
-            tool_misuse=pend.misuse, engagement=pend.engagement, v_hat=pend.v_hat, p=p,
-            tau=tau, c_a=zeros, c_b=zeros.copy(), r_a=r_a, r_b=zeros.copy(), payoff_a=pi_a,
-            payoff_b=pi_b, step=np.full(n, t, dtype=np.int32),
-            epoch=np.full(n, epoch, dtype=np.int32))
+        return batch
 
     def _propose(self, actions: np.ndarray, t: int, reward: np.ndarray) -> None:
         """Turn this step's proposals into delivered, pending proposals."""
@@ -554,8 +603,8 @@ class SandboxEnv(ParallelEnv):
         net = self.network
         old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
         changed = net.end_epoch()
-        if not changed and self.config.network.dynamic:  # weights decayed in place
-            self._refresh_entries(np.arange(len(net.indices)))
+        if not changed and self.config.network.dynamic:
+            self._rebuild_slots()  # weights moved: slots follow the heaviest edges again
         if changed:
             new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
             pos = np.searchsorted(old_keys, new_keys)
@@ -606,7 +655,7 @@ class SandboxEnv(ParallelEnv):
             s[:, _S["degree"]] = net.degree
             s[:, _S["team"]] = self.team
             oa.neighbor_mask[:] = self.slot_mask
-            am[:, seg[0] + 1:seg[1]] = ~self.frozen[:, None]
+            am[:, seg[0] + 1:seg[1]] = (~self.frozen & self.slot_mask.any(axis=1))[:, None]
             am[:, seg[1]:seg[2]] = self.slot_mask
             self._static_dirty = False
         # inbox: clear last step's rows, write the new pending proposals

@@ -70,9 +70,90 @@ def test_rejection_pays_nothing_and_transfer_is_not_paid():
     env.step({a0: act(env, kind=3, transfer=2), a1: act(env)})
     _, rewards, _, _, infos = env.step({a0: act(env), a1: act(env, respond=[0])})
     (rec,) = infos[a1]["interactions"]
-    assert not rec.accepted and rec.tau == 0 and rec.payoff_a == 0 and rec.payoff_b == 0
+    # the record keeps the offer; nothing was paid
+    assert not rec.accepted and rec.tau == pytest.approx(0.5)
+    assert rec.payoff_a == 0 and rec.payoff_b == 0 and rec.r_a == 0
     assert rewards == {a0: 0.0, a1: 0.0}
     assert env.reputation[0] == 0.0
+
+
+def test_cost_hooks_enter_payoffs_rewards_resources_and_log(tmp_path):
+    from envs.core.events import to_interactions
+
+    env = parallel_env(n_agents=2, n_epochs=1, steps_per_epoch=3,
+                       event_log=tmp_path / "events.jsonl")
+    env.reset(seed=0)
+    seen = []
+
+    def tax(batch):  # 10 % of the transfer plus 0.05 flat, on the initiator; 0.02 on b
+        seen.append(len(batch))
+        return 0.1 * batch.tau + 0.05, np.full(len(batch), 0.02)
+
+    env.add_cost_hook(tax)
+    a0, a1 = env.possible_agents
+    env.step({a0: act(env, kind=3, transfer=2), a1: act(env)})
+    start = env.resources.copy()
+    _, rewards, _, _, infos = env.step({a0: act(env), a1: act(env, respond=[1])})
+    (rec,) = infos[a0]["interactions"]
+    assert seen == [1]
+    assert rec.c_a == pytest.approx(0.1 * 0.5 + 0.05) and rec.c_b == pytest.approx(0.02)
+    pi_a, pi_b = SoftPayoffEngine(env.config.payoff).payoffs(
+        rec.p, tau=0.5, c_a=rec.c_a, c_b=0.02, r_a=rec.p - 0.5)
+    assert rec.payoff_a == pytest.approx(float(pi_a)) and rewards[a0] == pytest.approx(
+        float(pi_a))
+    assert rewards[a1] == pytest.approx(float(pi_b))
+    assert env.resources[1] - start[1] == pytest.approx(float(pi_b))
+    env.step({a0: act(env), a1: act(env)})
+    env.close()
+    logged = to_interactions(tmp_path / "events.jsonl")
+    assert logged.c_a.tolist() == [pytest.approx(0.1)] and logged.payoff_a[0] == rec.payoff_a
+
+
+def test_set_frozen_masks_at_once_and_unfreezes():
+    env = pair()
+    a0, a1 = env.possible_agents
+    env.set_frozen([a0])
+    obs = env._obs_dicts
+    assert obs[a0]["action_mask"][0].tolist() == [1, 0, 0, 0, 0, 0]
+    assert obs[a0]["self"][S["frozen"]] == 1
+    env.set_frozen(np.array([True, False]), frozen=False)
+    assert obs[a0]["action_mask"][0].tolist() == [1] * 6
+    with pytest.raises(ValueError, match="unknown agents"):
+        env.set_frozen(["agent_9"])
+
+
+def test_terminations_and_truncations_are_distinct_fresh_dicts():
+    env = pair()
+    a0, a1 = env.possible_agents
+    _, _, terms, truncs, _ = env.step({})
+    assert terms is not truncs
+    terms[a0] = True
+    _, _, terms2, truncs2, _ = env.step({})
+    assert terms2 == {a0: False, a1: False} and truncs2 == {a0: False, a1: False}
+
+
+def test_empty_and_fully_pruned_networks_run():
+    env = parallel_env(n_agents=4, n_epochs=2, steps_per_epoch=2,
+                       network={"topology": "random", "edge_probability": 0.0})
+    obs, _ = env.reset(seed=0)
+    assert obs["agent_0"]["action_mask"][0].tolist() == [1, 0, 0, 0, 0, 0]
+    while env.agents:
+        env.step({a: env.action_space(a).sample(mask=obs[a]["action_mask"]) for a in env.agents})
+    env = parallel_env(n_agents=6, n_epochs=6, steps_per_epoch=2,
+                       network={"topology": "small_world", "dynamic": True, "decay": 0.6,
+                                "min_weight": 0.2})
+    env.reset(seed=0)
+    while env.agents:
+        env.step({})  # nobody interacts: every edge decays away
+    assert env.network.n_edges == 0 and not env.slot_mask.any()
+
+
+def test_dense_graph_every_agent_is_reachable():
+    """With more neighbours than slots, ties are broken per agent at random, not by index."""
+    env = parallel_env(n_agents=20, max_neighbors=4)
+    env.reset(seed=0)
+    shown = np.bincount(env.slot_nb[env.slot_mask], minlength=20)
+    assert shown.min() >= 1
 
 
 def test_effort_and_dressing_cost_resources_in_the_step_they_are_chosen():

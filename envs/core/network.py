@@ -357,11 +357,14 @@ class Network:
             valid &= keys[pos_c] == query
         return np.where(valid, pos_c, -1).astype(np.int64)
 
-    def neighbor_slots(self, K: int) -> tuple[np.ndarray, np.ndarray]:
+    def neighbor_slots(self, K: int, tie_key: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``K`` neighbour entries per node: the heaviest edges.
 
-        Selection: the ``K`` heaviest edges of each node; among equal weights the lower
-        neighbour index wins. Order within a row: ascending neighbour index (CSR order), so
+        Selection: the ``K`` heaviest edges of each node; among equal weights the entry with
+        the smaller ``tie_key`` (one float per entry, e.g. seeded random numbers, so that
+        every node sees its own sample of a dense neighbourhood) wins, or, without a
+        ``tie_key``, the lower neighbour index. Order within a row: ascending neighbour index (CSR order), so
         a neighbour keeps its relative slot order while it stays selected. Rows with fewer
         than ``K`` neighbours are padded with -1 (``slot_mask`` False).
 
@@ -387,7 +390,10 @@ class Network:
         big = np.flatnonzero(deg > K)
         if big.size:
             w = self.weights
-            uniform = bool(w.size) and bool(np.all(w == w[0]))
+            if tie_key is not None and tie_key.shape != w.shape:
+                raise ValueError(f"tie_key must have one value per entry, shape {w.shape}; "
+                                 f"received shape {tie_key.shape}")
+            uniform = tie_key is None and bool(w.size) and bool(np.all(w == w[0]))
             if uniform:  # all ties: the K lowest neighbour indices
                 slot_pos[big] = indptr[big, None] + np.arange(K)
             else:
@@ -398,8 +404,13 @@ class Network:
                     cols = np.arange(width)
                     pos = indptr[rows, None] + cols
                     valid = cols < deg[rows, None]
-                    key = np.where(valid, -w[np.where(valid, pos, 0)], np.inf)
-                    top = np.argsort(key, axis=1, kind="stable")[:, :K]
+                    safe = np.where(valid, pos, 0)
+                    key = np.where(valid, -w[safe], np.inf)
+                    if tie_key is None:
+                        top = np.argsort(key, axis=1, kind="stable")[:, :K]
+                    else:
+                        tie = np.where(valid, tie_key[safe], np.inf)
+                        top = np.lexsort((tie, key), axis=1)[:, :K]
                     top.sort(axis=1)
                     slot_pos[rows] = np.take_along_axis(pos, top, axis=1)
         return slot_pos, slot_pos >= 0

@@ -24,10 +24,10 @@ tool_misuse       int16      observable: tool-misuse flags
 engagement        float64    observable: counterparty engagement delta in [-1, 1]
 v_hat             float64    proxy score in [-1, 1]
 p                 float64    soft label P(v=+1) = sigmoid(k * v_hat)
-tau               float64    transfer initiator -> counterparty (paid only when accepted)
+tau               float64    transfer offered initiator -> counterparty (paid only if accepted)
 c_a, c_b          float64    governance costs charged to initiator / counterparty
 r_a, r_b          float64    reputation terms of initiator / counterparty
-payoff_a          float64    initiator payoff   (0 when rejected)
+payoff_a          float64    initiator payoff   (0 when rejected: nothing happened)
 payoff_b          float64    counterparty payoff (0 when rejected)
 step, epoch       int32      when it was resolved
 ================  =========  ================================================================
