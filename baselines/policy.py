@@ -15,7 +15,6 @@ Policies draw randomness only from their own seeded ``np.random.Generator``.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -72,12 +71,13 @@ class ObsBatch:
         return self.action_mask[:, start:start + int(self.nvec[dim])]
 
 
-class Policy(ABC):
+class Policy:
     """Base class of every policy.
 
     Subclasses set ``name`` and a ``classifier`` dict of properties (Axelrod style: memory
     depth, stochastic, uses signals, ...), and implement :meth:`act_arrays` (vectorised) or
-    override :meth:`act_batch` (e.g. LLM policies, which read ``info["view"]``).
+    override :meth:`act_batch` (e.g. LLM policies, which read ``info["view"]``); the runner
+    uses the array door only when every policy is :meth:`batched`.
     """
 
     name: ClassVar[str] = "policy"
@@ -104,9 +104,20 @@ class Policy(ABC):
         """Actions of many agents, ``(n, n_dims)``; default: stack and call ``act_arrays``."""
         return self.act_arrays(ObsBatch.from_dicts(observations))
 
-    @abstractmethod
     def act_arrays(self, obs: ObsBatch) -> np.ndarray:
-        """Vectorised decision over an :class:`ObsBatch`; returns ``(n, n_dims)`` ints."""
+        """Vectorised decision over an :class:`ObsBatch`; returns ``(n, n_dims)`` ints.
+
+        Array-batched policies (scripted ones) implement this; policies that need ``infos``
+        (e.g. LLM policies reading ``info["view"]``) override :meth:`act_batch` instead.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no act_arrays: it acts through act_batch(observations, "
+            f"infos)")
+
+    @classmethod
+    def batched(cls) -> bool:
+        """Whether the policy can act from the env's arrays alone (it overrides act_arrays)."""
+        return cls.act_arrays is not Policy.act_arrays
 
     def __repr__(self) -> str:
         params = self.params.model_dump()

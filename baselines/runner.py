@@ -87,7 +87,10 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     Args:
         env: a sandbox-like ``ParallelEnv`` (wrapped or not).
         policies: ``{agent: Policy}``; agents sharing a policy instance are batched.
-        seed: reset seed (policies keep their own seeded generators).
+        seed: reset seed; when given, every policy is also re-seeded from it (policy ``k``
+            in order of first appearance gets ``SeedSequence([seed, k])``), so the same seed
+            gives the same episode even with reused policy objects. ``None`` leaves the env's
+            and the policies' generators running.
         on_epoch: called with each epoch's row as soon as it is complete.
         on_step: called with ``(steps_done, max_steps)`` after every step.
         use_arrays: force (True) or forbid (False) the batched array door; default: use it
@@ -106,9 +109,12 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     obs, infos = env.reset(seed=seed)
     agents = list(base.possible_agents)
     groups = _policy_groups(agents, policies)
+    if seed is not None:  # a rollout is a function of its seed, even with reused policies
+        for k, (pol, _, _) in enumerate(groups):
+            pol.reset(seed=int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
     if use_arrays is None:
         use_arrays = env is base and hasattr(base, "step_arrays") and all(
-            getattr(pol, "batched", True) for pol, _, _ in groups)
+            pol.batched() for pol, _, _ in groups)
     n, spe, max_steps = len(agents), base.config.steps_per_epoch, base.max_steps
     group_labels = list(base.groups)
     payoff = base.config.payoff

@@ -184,8 +184,9 @@ class Deceptive(Honest):
     def exploiting(self, obs: ObsBatch) -> np.ndarray:
         prm = self.params
         s = obs.self_
+        # trust_in_me is 0.5 until the neighbour has accepted something from it
         trusting = (obs.neighbors[:, :, _N["trust_in_me"]] > prm.trust_level) & (
-            obs.neighbors[:, :, _N["n_accepted_from"]] > 0) & (obs.neighbor_mask > 0)
+            obs.neighbor_mask > 0)
         return ((s[:, _S["n_accepted_as_initiator"]] >= prm.honest_interactions)
                 & (s[:, _S["n_initiated"]] > prm.exploit_after)
                 & (trusting.sum(axis=1) >= prm.min_trusting))

@@ -590,7 +590,9 @@ class SandboxEnv(ParallelEnv):
                             + dressing * sig.dress_engagement)
         drawn = self._counts.sample(good, u[4:])  # rework, rejections, misuse
         rework, rejections, misuse = np.maximum(drawn - removed, 0).astype(np.int16)
-        v_hat, p = self.proxy.compute_arrays(progress, rework, rejections, misuse, engagement)
+        # counts are non-negative ints by construction: the unchecked vectorised door
+        v_hat = self.proxy.v_hat_arrays(progress, rework, rejections, misuse, engagement)
+        p = self.proxy.p_from_v_hat(v_hat)
         k = keep if len(keep) < n_p else slice(None)  # nothing bounced: no copies
         self._pending = _Proposals(
             initiator=who[k], counterparty=cp[k], edge=edge[k], slot=slot_in_inbox[k],

@@ -188,3 +188,13 @@ def test_soft_interaction_validates():
         SoftInteraction(initiator="a", counterparty="b", p=1.5)
     with pytest.raises(ValueError, match="unknown interaction fields"):
         InteractionBatch.from_columns({"colour": [1]})
+
+
+def test_vectorised_proxy_rejects_bad_counts():
+    pc = ProxyComputer()
+    with pytest.raises(ValueError, match="rework_count must be >= 0"):
+        pc.compute_arrays([0.1], [-1], [0], [0], [0.0])
+    with pytest.raises(ValueError, match="tool_misuse must be whole counts"):
+        pc.compute_arrays([0.1], [0], [0], [1.7], [0.0])
+    v_hat, _ = pc.compute_arrays([0.1], [0], [0], [1.0], [0.0])  # whole floats are fine
+    assert v_hat.shape == (1,)

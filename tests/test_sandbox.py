@@ -349,3 +349,14 @@ def test_event_log_records_the_run(tmp_path):
     from envs.core.records import InteractionBatch
 
     assert rep.interactions().equals(InteractionBatch.concat(batches))
+
+
+def test_infos_written_by_wrappers_are_per_step_too():
+    env = parallel_env(n_agents=3)
+    obs, infos = env.reset(seed=0)
+    infos["agent_0"]["lever"] = "taxed"  # a plain write before any lazy key
+    env.step({a: act(env, kind=1) for a in env.agents})
+    assert "lever" not in infos["agent_0"]
+    _, _, _, _, infos = env.step({a: act(env, respond=[1] * env.M) for a in env.agents})
+    n = ((env.last_batch.initiator == 0) | (env.last_batch.counterparty == 0)).sum()
+    assert len(infos["agent_0"]["interactions"]) == n

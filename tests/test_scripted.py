@@ -182,3 +182,44 @@ def test_registry_and_errors():
         make_policy("honest", propose_prob=2.0)
     with pytest.raises(ValueError, match="extra"):
         make_policy("honest", bogus=1)
+
+
+def test_rollout_is_a_function_of_its_seed_with_reused_policies():
+    from baselines.runner import rollout
+
+    env = parallel_env(n_agents=6, n_epochs=2, steps_per_epoch=5)
+    pols = {a: make_policy(k, seed=0) for a, k in
+            zip(env.possible_agents, ["honest", "deceptive"] * 3)}
+    def run(seed):  # repr: NaN metrics compare equal to themselves
+        return repr(rollout(env, pols, seed=seed))
+
+    first = run(42)
+    assert run(42) == first
+    assert run(43) != first
+
+
+def test_a_policy_without_act_arrays_goes_through_the_dict_door():
+    from baselines.policy import Policy
+    from baselines.runner import rollout
+
+    class ViewReader(Policy):
+        """Acts from infos only, as an LLM policy will: proposes to slot 0, accepts all."""
+
+        name = "view_reader"
+
+        def act_batch(self, observations, infos=None):
+            out = []
+            for o, info in zip(observations, infos):
+                a = np.zeros(len(o["action_mask"]), dtype=np.int64)  # one value per dim
+                a[0] = 1 if info["view"]["neighbors"] else 0
+                a[5:] = [1 if any(b["slot"] == m for b in info["view"]["inbox"]) else 0
+                         for m in range(len(a) - 5)]
+                out.append(a)
+            return np.array(out)
+
+    assert not ViewReader.batched() and make_policy("honest").batched()
+    env = parallel_env(n_agents=4, n_epochs=1, steps_per_epoch=4)
+    rows = rollout(env, {a: ViewReader() for a in env.possible_agents}, seed=0)
+    assert rows[0]["n_accepted"] == rows[0]["n_interactions"] > 0
+    with pytest.raises(NotImplementedError, match="act_batch"):
+        ViewReader().act_arrays(None)

@@ -86,9 +86,10 @@ class AgentInfo(dict):
 
     The env keeps one ``AgentInfo`` per agent for the whole episode. Keys listed in
     ``lazy`` (e.g. ``"interactions"``, ``"view"``) are computed by ``builder(key, index)`` the
-    first time they are read in a step and cached until the env's next step. So an agent
-    whose info nobody reads costs nothing. Like observations, an info is valid until the
-    next ``step``; call :meth:`materialize` for a plain ``dict`` to keep.
+    first time they are read in a step and cached until the env's next step; entries written
+    by wrappers are per-step too. So an agent whose info nobody reads costs nothing. Like
+    observations, an info is valid until the next ``step``; call :meth:`materialize` for a
+    plain ``dict`` to keep.
     """
 
     __slots__ = ("_builder", "_index", "_lazy", "_touched")
@@ -105,10 +106,25 @@ class AgentInfo(dict):
         if key not in self._lazy:
             raise KeyError(key)
         value = self._builder(key, self._index)
-        if not dict.__len__(self):
-            self._touched.append(self)
-        dict.__setitem__(self, key, value)
+        self[key] = value
         return value
+
+    def _register(self) -> None:
+        if not dict.__len__(self):  # first entry this step: forget it at the next step
+            self._touched.append(self)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._register()
+        dict.__setitem__(self, key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
 
     def _fill(self) -> None:
         for k in self._lazy:

@@ -364,8 +364,9 @@ class Network:
         Selection: the ``K`` heaviest edges of each node; among equal weights the entry with
         the smaller ``tie_key`` (one float per entry, e.g. seeded random numbers, so that
         every node sees its own sample of a dense neighbourhood) wins, or, without a
-        ``tie_key``, the lower neighbour index. Order within a row: ascending neighbour index (CSR order), so
-        a neighbour keeps its relative slot order while it stays selected. Rows with fewer
+        ``tie_key``, the lower neighbour index. Order within a row: ascending neighbour
+        index (CSR order), so a neighbour keeps its relative slot order while it stays
+        selected. Rows with fewer
         than ``K`` neighbours are padded with -1 (``slot_mask`` False).
 
         The result is a snapshot of entry positions: recompute it after :meth:`end_epoch`

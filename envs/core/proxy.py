@@ -130,8 +130,9 @@ class ProxyComputer:
                        engagement) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised ``(v_hat, p)``."""
         v_hat = self.v_hat_arrays(np.asarray(task_progress, dtype=np.float64),
-                                  _as_counts(rework_count), _as_counts(verifier_rejections),
-                                  _as_counts(tool_misuse),
+                                  _as_counts(rework_count, "rework_count"),
+                                  _as_counts(verifier_rejections, "verifier_rejections"),
+                                  _as_counts(tool_misuse, "tool_misuse"),
                                   np.asarray(engagement, dtype=np.float64))
         return v_hat, np.asarray(self.p_from_v_hat(v_hat))
 
@@ -145,10 +146,17 @@ class ProxyComputer:
         return float(v_hat[0]), float(p[0])
 
 
-def _as_counts(x) -> np.ndarray:
-    """Counts as an integer array (kept as is when already integer: no copy)."""
+def _as_counts(x, name: str) -> np.ndarray:
+    """Counts as a non-negative integer array (no copy when already integer)."""
     arr = np.asarray(x)
-    return arr if arr.dtype.kind in "iu" else arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        if arr.size and not np.all(np.mod(arr, 1) == 0):
+            raise ValueError(f"ProxyComputer: {name} must be whole counts, got "
+                             f"{arr[np.mod(arr, 1) != 0][:3].tolist()}")
+        arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"ProxyComputer: {name} must be >= 0, got {int(arr.min())}")
+    return arr
 
 
 @dataclass(frozen=True)
