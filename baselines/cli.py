@@ -239,17 +239,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _print_run_report(events: Path) -> None:
     """The whole run's soft metrics beside their hard-label twins."""
+    from baselines.runner import interaction_metrics
     from envs.core.events import replay
     from envs.core.metrics import MetricsReporter
+    from envs.core.payoff import PayoffConfig
 
     rep = replay(events)
     b = rep.interactions()
-    payoff = rep.run_start.config.get("payoff", {})
-    reporter = MetricsReporter(s_plus=payoff.get("s_plus", 2.0),
-                               s_minus=payoff.get("s_minus", 1.0))
+    payoff = PayoffConfig(**rep.run_start.config.get("payoff", {}))
     print(f"\nwhole run ({len(b)} interactions): soft labels vs. hard labels at p >= 0.5")
-    print(reporter.report(b.p, b.accepted, v=b.v, payoff_initiator=b.payoff_a,
-                          payoff_counterparty=b.payoff_b))
+    print(MetricsReporter.format_metrics(interaction_metrics(b, payoff)))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -26,11 +26,31 @@ from baselines.policy import ObsBatch, Policy
 from envs.core import metrics as M
 from envs.core.events import replay
 from envs.core.network import network_metrics
-from envs.core.payoff import PayoffConfig
+from envs.core.payoff import PayoffConfig, SoftPayoffEngine
 from envs.core.records import InteractionBatch
 
 NETWORK_KEYS = ("n_edges", "avg_degree", "avg_clustering", "n_components", "avg_path_length",
                 "density")
+
+
+def interaction_metrics(batch: InteractionBatch, payoff: PayoffConfig | None = None,
+                        threshold: float = 0.5) -> dict[str, float]:
+    """Soft metrics (and hard twins) of a set of interactions.
+
+    Welfare sums the payoffs actually paid. The conditional losses compare each side's
+    *would-be* soft payoff ``theta*S -/+ tau - c - rho*E`` of accepted against all delivered
+    proposals: a rejected proposal pays nothing, so using paid payoffs would only measure the
+    acceptance rate; reputation terms are left out so both sets are priced alike.
+    """
+    payoff = payoff or PayoffConfig()
+    row = M.soft_metrics(batch.p, batch.accepted, v=batch.v, payoff_initiator=batch.payoff_a,
+                         payoff_counterparty=batch.payoff_b, s_plus=payoff.s_plus,
+                         s_minus=payoff.s_minus, threshold=threshold)
+    would_a, would_b = SoftPayoffEngine(payoff).payoffs(batch.p, batch.tau, batch.c_a,
+                                                        batch.c_b, 0.0, 0.0)
+    row["conditional_loss_initiator"] = M.conditional_loss(would_a, batch.accepted)
+    row["conditional_loss_counterparty"] = M.conditional_loss(would_b, batch.accepted)
+    return row
 
 
 def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
@@ -42,19 +62,14 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     the epoch's interactions (initiator side plus counterparty side; action costs excluded,
     since they are not interactions). ``payoff_gini`` is the Gini of those per-agent totals.
     """
-    payoff = payoff or PayoffConfig()
     row: dict[str, Any] = {"epoch": epoch}
-    row.update(M.soft_metrics(batch.p, batch.accepted, v=batch.v,
-                              payoff_initiator=batch.payoff_a,
-                              payoff_counterparty=batch.payoff_b,
-                              s_plus=payoff.s_plus, s_minus=payoff.s_minus,
-                              threshold=threshold))
+    row.update(interaction_metrics(batch, payoff, threshold))
     per_agent = (M.sum_by_agent(batch.initiator, batch.payoff_a, n_agents)
                  + M.sum_by_agent(batch.counterparty, batch.payoff_b, n_agents))
     for g, value in M.payoff_by_group(per_agent, list(groups)).items():
         row[f"payoff_{g}"] = value
     row["payoff_gini"] = M.gini(per_agent)
-    row["transfers"] = float(batch.tau.sum())
+    row["transfers"] = float(batch.tau[batch.accepted].sum())
     row["governance_costs"] = float(batch.c_a.sum() + batch.c_b.sum())
     if edges is not None:
         i, j, w = edges
@@ -149,9 +164,9 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     return rows
 
 
-def metrics_from_events(path: str | Path) -> list[dict]:
-    """Recompute the per-epoch metrics rows of a run from its event log."""
-    rep = replay(path)
+def metrics_from_events(path: str | Path, episode: int | None = None) -> list[dict]:
+    """Recompute the per-epoch metrics rows of a run (one episode) from its event log."""
+    rep = replay(path, episode)
     start = rep.run_start
     cfg = start.config
     payoff = PayoffConfig(**cfg.get("payoff", {}))

@@ -266,6 +266,7 @@ class SandboxEnv(ParallelEnv):
             event_log = EventLog(event_log)
         self.event_log: EventLog | None = event_log
         self._seed: int | None = None
+        self._episode = -1
         self._cost_hooks: list[Any] = []
         self.network: Network | None = None
         self.t = 0
@@ -291,7 +292,8 @@ class SandboxEnv(ParallelEnv):
         n = c.n_agents
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-            self._seed = seed
+        self._seed = seed
+        self._episode += 1
         net_seed = int(self._rng.integers(2**31 - 1))
         self.network = Network.from_config(c.network, n, seed=net_seed)
         self.t = 0
@@ -321,7 +323,7 @@ class SandboxEnv(ParallelEnv):
         if self.event_log is not None:
             self.event_log.run_start(env="sandbox-v0", config=c.model_dump(mode="json"),
                                      seed=self._seed, agents=self.possible_agents,
-                                     groups=self.groups)
+                                     groups=self.groups, episode=self._episode)
         obs = self._observations_out()
         return obs, self.infos
 

@@ -358,3 +358,26 @@ def test_large_step_write_is_fast(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - t0
     assert elapsed < 1.0  # one json.dumps of the columns; ~0.1 s on a slow machine
     assert to_interactions(tmp_path / "big.jsonl").equals(batch)
+
+
+def test_a_log_of_several_episodes_replays_each_one(tmp_path):
+    """An env reset again with the same log appends an episode; replay picks one."""
+    from baselines.runner import metrics_from_events, rollout
+    from baselines.scripted import make_policy
+    from envs.sandbox import parallel_env
+
+    path = tmp_path / "events.jsonl"
+    env = parallel_env(n_agents=5, n_epochs=2, steps_per_epoch=4, event_log=path)
+    pols = {a: make_policy("honest", seed=0) for a in env.possible_agents}
+    live = [rollout(env, pols, seed=1), rollout(env, pols, seed=None)]
+    env.close()
+    with pytest.raises(ValueError, match="holds 2 episodes; choose one with episode=0..1"):
+        replay(path)
+    for k in (0, 1):
+        rep = replay(path, episode=k)
+        assert rep.run_start.episode == k and rep.complete
+        assert repr(metrics_from_events(path, episode=k)) == repr(live[k])
+    assert replay(path, episode=0).run_start.seed == 1
+    assert replay(path, episode=-1).run_start.seed is None
+    with pytest.raises(ValueError, match="no episode 2"):
+        replay(path, episode=2)

@@ -78,3 +78,21 @@ def test_deception_pays_the_deceiver_and_costs_its_partners():
     # ... though nearly all of them were harmful
     assert (soft.v[exploited] < 0).mean() > 0.8
     assert np.isfinite(M.brier_score(soft.p, soft.v))
+
+
+def test_conditional_loss_measures_selection_not_the_acceptance_rate():
+    """Accepting the better half of proposals shows a positive conditional gain; accepting
+    at random shows none, whatever the acceptance rate."""
+    from baselines.runner import interaction_metrics
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    p = rng.uniform(0.2, 0.9, n)
+    base = dict(p=p, v=np.where(rng.random(n) < p, 1, -1), tau=np.full(n, 0.1))
+    picky = InteractionBatch.from_columns({**base, "accepted": p > np.median(p)})
+    random = InteractionBatch.from_columns({**base, "accepted": rng.random(n) < 0.5})
+    m_picky, m_random = interaction_metrics(picky), interaction_metrics(random)
+    # would-be initiator payoff 0.5*(3p - 1) - 0.1: the accepted half sits higher
+    expected = 0.5 * 3 * (p[p > np.median(p)].mean() - p.mean())
+    assert m_picky["conditional_loss_initiator"] == pytest.approx(expected)
+    assert abs(m_random["conditional_loss_initiator"]) < 0.03

@@ -151,7 +151,9 @@ class RunStart(BaseEvent):
     type: Literal["run_start"] = "run_start"
     env: str = Field(description="environment name")
     config: dict[str, Any] = Field(default_factory=dict, description="the env's config")
-    seed: int | None = Field(None, description="seed passed to reset")
+    seed: int | None = Field(None, description="seed passed to reset (None: the env's "
+                                               "generator ran on from the last episode)")
+    episode: int = Field(0, ge=0, description="episode number within this env's log")
     agents: list[str] = Field(description="possible_agents, in index order")
     groups: list[str] = Field(
         default_factory=list, description="policy/group label per agent (may be empty)"
@@ -385,14 +387,14 @@ class EventLog:
     # -- convenience
     def run_start(self, env: str, config: Mapping[str, Any] | BaseModel | None = None,
                   seed: int | None = None, agents: Iterable[str] = (),
-                  groups: Iterable[str] = (), versions: Mapping[str, str] | None = None
-                  ) -> RunStart:
+                  groups: Iterable[str] = (), versions: Mapping[str, str] | None = None,
+                  episode: int = 0) -> RunStart:
         """Write :class:`RunStart`; ``config`` may be a pydantic model (dumped as JSON)."""
         if isinstance(config, BaseModel):
             config = config.model_dump(mode="json")
         event = RunStart(
             env=env, config=dict(config or {}), seed=None if seed is None else int(seed),
-            agents=list(agents), groups=list(groups),
+            episode=int(episode), agents=list(agents), groups=list(groups),
             versions=dict(versions) if versions is not None else collect_versions(),
         )
         self.write(event)
@@ -540,17 +542,33 @@ class Replay:
         return {k: _concat_interactions(groups[k]) for k in sorted(groups)}
 
 
-def replay(path: str | os.PathLike[str]) -> Replay:
-    """Read a whole log into a :class:`Replay`.
+def replay(path: str | os.PathLike[str], episode: int | None = None) -> Replay:
+    """Read one episode of a log into a :class:`Replay`.
+
+    A log holds one episode per ``run_start`` (an env reset again with the same log appends
+    the next). ``episode`` picks one (``-1``: the last); it may be left out when the log
+    holds a single episode.
 
     Raises:
-        ValueError: a malformed line (see :func:`read_events`) or no ``run_start`` event.
+        ValueError: a malformed line (see :func:`read_events`), no ``run_start`` event, or
+            several episodes and no (or an unknown) ``episode``.
     """
     events = list(read_events(path))
-    starts = [e for e in events if isinstance(e, RunStart)]
+    starts = [i for i, e in enumerate(events) if isinstance(e, RunStart)]
     if not starts:
         raise ValueError(f"{path}: no run_start event in the log ({len(events)} events)")
-    return Replay(Path(path), starts[0], events)
+    if episode is None:
+        if len(starts) > 1:
+            raise ValueError(f"{path}: the log holds {len(starts)} episodes; choose one with "
+                             f"episode=0..{len(starts) - 1}")
+        episode = 0
+    if not -len(starts) <= episode < len(starts):
+        raise ValueError(f"{path}: no episode {episode}; the log holds {len(starts)} "
+                         f"(0..{len(starts) - 1})")
+    bounds = starts + [len(events)]
+    k = episode % len(starts)
+    chunk = events[bounds[k]:bounds[k + 1]]
+    return Replay(Path(path), chunk[0], chunk)
 
 
 def to_interactions(path_or_events: str | os.PathLike[str] | Replay
