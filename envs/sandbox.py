@@ -38,6 +38,16 @@ among them); the rest bounce (counted, no record). Proposals still pending when 
 ends are dropped. A hidden ``v`` is drawn for every delivered proposal, so rejected
 proposals carry a truth too (the quality gap needs them).
 
+Neighbour slots. An agent sees up to ``K`` neighbours: its heaviest edges, ties broken by a
+seeded random key per edge end (so on a dense graph every agent sees its own sample). On a
+dynamic network the slots are re-ranked at every epoch end; a proposal in flight whose edge
+is pruned at that moment is dropped (its effort and dressing were already paid).
+
+Governance seam. ``add_cost_hook(hook)`` registers ``hook(batch) -> (c_a, c_b)``, called on
+each step's resolved interactions before payoffs, so a lever's costs reach ``c_a``/``c_b``,
+payoffs, rewards, resources and the event log in the same step; ``set_frozen(agents)``
+freezes agents (they may only pass and reject) and updates the masks at once.
+
 Reputation. An accepted interaction moves the initiator's public reputation by ``p - 0.5``,
 which is also its reputation term ``r_a`` in the payoff (``r_b = 0``). The counterparty's
 *trust* in the initiator (mean ``p`` of what it accepted from them, 0.5 when unknown) is kept

@@ -96,3 +96,18 @@ def test_conditional_loss_measures_selection_not_the_acceptance_rate():
     expected = 0.5 * 3 * (p[p > np.median(p)].mean() - p.mean())
     assert m_picky["conditional_loss_initiator"] == pytest.approx(expected)
     assert abs(m_random["conditional_loss_initiator"]) < 0.03
+
+
+def test_shipped_adverse_selection_scenario_shows_it():
+    from pathlib import Path
+
+    from baselines.scenario import build, load_scenario
+
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "configs"
+                             / "adverse_selection.yaml")
+    env, pols = build(scenario, seed=scenario.simulation.seed)
+    batches = []
+    rollout(env, pols, seed=scenario.simulation.seed,
+            on_step=lambda t, T: batches.append(env.last_batch))
+    b = InteractionBatch.concat(batches)
+    assert M.quality_gap(b.v > 0, b.accepted) < -0.05 < 0 < M.quality_gap(b.p, b.accepted)
