@@ -63,8 +63,9 @@ def pick_slots(scores: np.ndarray, valid: np.ndarray, rng: np.random.Generator) 
 class ScriptedPolicy(Policy):
     """A policy made of a proposal rule and a response rule, both vectorised."""
 
-    classifier: ClassVar[dict[str, Any]] = {"stochastic": True, "uses_signals": True,
-                                             "memory": "observation"}
+    #: Axelrod-style properties: memory lives in the observation (counters, trust), so
+    #: every policy is stateless and one instance drives any number of agents
+    classifier: ClassVar[dict[str, Any]] = {"stochastic": True, "memory": "observation"}
 
     def act_arrays(self, obs: ObsBatch) -> np.ndarray:
         n = len(obs)
@@ -115,6 +116,8 @@ class Honest(ScriptedPolicy):
     """Cooperative: full effort, honest signals; accepts on signals and trust."""
 
     name = "honest"
+    classifier = {**ScriptedPolicy.classifier, "uses_signals": True, "uses_trust": True,
+                  "dresses_signals": False, "effort": "full"}
 
     class Params(_Params):
         propose_prob: float = Field(0.5, ge=0, le=1, description="chance to propose a step")
@@ -136,6 +139,8 @@ class Opportunistic(ScriptedPolicy):
     """Payoff-maximising: cherry-picks partners, free-rides, accepts when it pays."""
 
     name = "opportunistic"
+    classifier = {**ScriptedPolicy.classifier, "uses_signals": True, "uses_trust": True,
+                  "dresses_signals": False, "effort": "half, zero when free-riding"}
 
     class Params(_Params):
         propose_prob: float = Field(0.7, ge=0, le=1, description="chance to propose a step")
@@ -171,6 +176,8 @@ class Deceptive(Honest):
     """
 
     name = "deceptive"
+    classifier = {**ScriptedPolicy.classifier, "uses_signals": True, "uses_trust": True,
+                  "dresses_signals": True, "effort": "full, then zero when exploiting"}
 
     class Params(Honest.Params):
         propose_prob: float = Field(0.6, ge=0, le=1, description="chance to propose a step")
@@ -208,6 +215,8 @@ class Adversarial(ScriptedPolicy):
     """Targets the most reputable non-allies with harmful work; accepts only from allies."""
 
     name = "adversarial"
+    classifier = {**ScriptedPolicy.classifier, "uses_signals": False, "uses_trust": False,
+                  "dresses_signals": False, "effort": "zero", "coordinates": True}
 
     class Params(_Params):
         attack_prob: float = Field(0.6, ge=0, le=1, description="chance to attack a step")

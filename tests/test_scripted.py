@@ -223,3 +223,10 @@ def test_a_policy_without_act_arrays_goes_through_the_dict_door():
     assert rows[0]["n_accepted"] == rows[0]["n_interactions"] > 0
     with pytest.raises(NotImplementedError, match="act_batch"):
         ViewReader().act_arrays(None)
+
+
+def test_every_policy_declares_its_classifier():
+    keys = {"stochastic", "memory", "uses_signals", "uses_trust", "dresses_signals", "effort"}
+    for cls in POLICIES.values():
+        assert keys <= set(cls.classifier), cls.name
+    assert POLICIES["deceptive"].classifier["dresses_signals"] is True

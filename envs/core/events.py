@@ -192,15 +192,19 @@ class Interactions(BaseEvent):
         if unknown:
             raise ValueError(f"columns has unknown fields {sorted(unknown)}; allowed: "
                              f"{list(BATCH_DTYPES)}")
-        lengths = {len(v) for v in self.columns.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"columns must all have one length; received lengths "
-                             f"{sorted(lengths)}")
+        _check_one_length(self.columns, "columns")
         return self
 
     def batch(self) -> InteractionBatch:
         """The columns as an :class:`InteractionBatch`."""
         return InteractionBatch.from_columns(self.columns)
+
+
+def _check_one_length(columns: Mapping[str, list], what: str) -> None:
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"{what} must all have one length; received lengths "
+                         f"{sorted(lengths)}")
 
 
 class EpochEnd(BaseEvent):
@@ -227,10 +231,7 @@ class EpochEnd(BaseEvent):
             if set(self.edges) != {"i", "j", "w"}:
                 raise ValueError(f"edges must have exactly the keys i, j, w; received "
                                  f"{sorted(self.edges)}")
-            lengths = {len(v) for v in self.edges.values()}
-            if len(lengths) > 1:
-                raise ValueError(f"edges i, j, w must have one length; received lengths "
-                                 f"{sorted(lengths)}")
+            _check_one_length(self.edges, "edges i, j, w")
         return self
 
 
