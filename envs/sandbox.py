@@ -343,6 +343,8 @@ class SandboxEnv(ParallelEnv):
         ``agents``: names, indices or a boolean mask. Governance levers (circuit breakers,
         staking) call this; the action masks follow at the next observation.
         """
+        if self.network is None:
+            raise RuntimeError("sandbox: set_frozen() needs a reset() first")
         idx = self._agent_index(agents)
         self.frozen[idx] = frozen
         self._static_dirty = True
