@@ -224,27 +224,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise _Failure(f"{path}: no such file")
     try:
-        rows = metrics_from_events(path)
+        rows = metrics_from_events(path, args.episode)
     except (ValueError, KeyError) as e:
         raise _Failure(f"{path}: not a readable event log ({' '.join(str(e).split())})") \
             from None
     table = MetricsTable(sys.stdout)
     for row in rows:
         table(row)
-    _print_run_report(path)
+    _print_run_report(path, args.episode)
     if args.out:
         write_metrics_csv(rows, args.out)
     return 0
 
 
-def _print_run_report(events: Path) -> None:
+def _print_run_report(events: Path, episode: int | None = None) -> None:
     """The whole run's soft metrics beside their hard-label twins."""
     from baselines.runner import interaction_metrics
     from envs.core.events import replay
     from envs.core.metrics import MetricsReporter
     from envs.core.payoff import PayoffConfig
 
-    rep = replay(events)
+    rep = replay(events, episode)
     b = rep.interactions()
     payoff = PayoffConfig(**rep.run_start.config.get("payoff", {}))
     print(f"\nwhole run ({len(b)} interactions): soft labels vs. hard labels at p >= 0.5")
@@ -326,6 +326,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="recompute the metrics of a run from its event log")
     p.add_argument("events", metavar="EVENTS", help="a run's events.jsonl")
     p.add_argument("--out", metavar="CSV", help="also write the metrics to this CSV file")
+    p.add_argument("--episode", type=int, default=None,
+                   help="which episode of a multi-episode log (0-based; -1: the last)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("validate", help="check scenario YAML files (load and build)")

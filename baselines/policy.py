@@ -116,8 +116,9 @@ class Policy:
 
     @classmethod
     def batched(cls) -> bool:
-        """Whether the policy can act from the env's arrays alone (it overrides act_arrays)."""
-        return cls.act_arrays is not Policy.act_arrays
+        """Whether the policy acts from the env's arrays alone: it implements act_arrays and
+        does not override act_batch (an override may read infos)."""
+        return cls.act_arrays is not Policy.act_arrays and cls.act_batch is Policy.act_batch
 
     def __repr__(self) -> str:
         params = self.params.model_dump()

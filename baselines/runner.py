@@ -70,7 +70,8 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
         row[f"payoff_{g}"] = value
     row["payoff_gini"] = M.gini(per_agent)
     row["transfers"] = float(batch.tau[batch.accepted].sum())
-    row["governance_costs"] = float(batch.c_a.sum() + batch.c_b.sum())
+    acc = batch.accepted  # rejected interactions pay nothing, costs included
+    row["governance_costs"] = float(batch.c_a[acc].sum() + batch.c_b[acc].sum())
     if edges is not None:
         i, j, w = edges
         row.update({k: float(v) for k, v in network_metrics(n_agents, i, j, w).items()

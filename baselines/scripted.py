@@ -185,7 +185,9 @@ class Deceptive(Honest):
                                          "before it may exploit")
         exploit_after: int = Field(10, ge=0, description="proposals made before exploiting")
         min_trusting: int = Field(2, ge=0, description="trusting partners needed to exploit")
-        trust_level: float = Field(0.7, description="trust in it that counts as trusting")
+        trust_level: float = Field(0.7, ge=0.5, le=1.0,
+                                   description="trust in it that counts as trusting (a "
+                                   "stranger's trust is 0.5)")
         dressing: float = Field(1.0, ge=0, le=1, description="dressing when exploiting")
 
     def exploiting(self, obs: ObsBatch) -> np.ndarray:

@@ -364,7 +364,15 @@ class SandboxEnv(ParallelEnv):
             if unknown:
                 raise ValueError(f"sandbox: unknown agents {unknown[:5]}")
             return np.array([self.agent_name_mapping[a] for a in arr.tolist()], dtype=np.int64)
-        return arr.astype(np.int64)
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"sandbox: agents must be names, indices or a boolean mask, got "
+                             f"{arr.dtype} values {arr.ravel()[:5].tolist()}")
+        idx = arr.astype(np.int64).ravel()
+        n = self.config.n_agents
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"sandbox: agent indices must lie in 0..{n - 1}, got "
+                             f"{idx[(idx < 0) | (idx >= n)][:5].tolist()}")
+        return idx
 
     def add_cost_hook(self, hook: Any) -> None:
         """Register ``hook(batch) -> (c_a, c_b) | None``, called on every resolved batch.
@@ -379,6 +387,9 @@ class SandboxEnv(ParallelEnv):
 
     def _new_edge_state(self) -> None:
         e = len(self.network.indices)
+        # drawn once per episode and carried through pruning, so an agent's sample of a
+        # dense neighbourhood stays put until weights really change the ranking
+        self._tie_key = self._rng.random(e)
         self.trust_sum = np.zeros(e, dtype=np.float64)
         self.trust_cnt = np.zeros(e, dtype=np.int64)
 
@@ -387,7 +398,8 @@ class SandboxEnv(ParallelEnv):
         e = len(net.indices)
         # heaviest K edges; ties (e.g. a dense static graph) by a seeded random key per
         # entry, so each agent sees its own sample and no agent is unreachable by index
-        self.slot_pos, self.slot_mask = net.neighbor_slots(self.K, self._rng.random(e))
+        self.slot_pos, self.slot_mask = net.neighbor_slots(self.K, self._tie_key)
+        self._reranked = True
         self.slot_pos = np.where(self.slot_mask, self.slot_pos, 0)
         self.slot_nb = (np.where(self.slot_mask, net.indices[self.slot_pos], 0) if e
                         else np.zeros_like(self.slot_pos))
@@ -546,8 +558,9 @@ class SandboxEnv(ParallelEnv):
         back = self.network.rev[edge]  # entry (counterparty -> initiator)
         np.add.at(self.trust_sum, back, p[acc])
         np.add.at(self.trust_cnt, back, 1)
-        if self.config.network.dynamic:
+        if self.config.network.dynamic and len(edge):
             self.network.strengthen(edge)
+            self._reranked = False  # uniform decay keeps the order; strengthening may not
         self._refresh_entries(back)
         self.step_stats.update(resolved=n, accepted=int(acc.sum()))
         return batch
@@ -619,13 +632,14 @@ class SandboxEnv(ParallelEnv):
         net = self.network
         old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
         changed = net.end_epoch()
-        if not changed and self.config.network.dynamic:
-            self._rebuild_slots()  # weights moved: slots follow the heaviest edges again
+        if not changed and not self._reranked:
+            self._rebuild_slots()  # edges were strengthened: slots follow the heaviest again
         if changed:
             new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
             pos = np.searchsorted(old_keys, new_keys)
             self.trust_sum = self.trust_sum[pos]
             self.trust_cnt = self.trust_cnt[pos]
+            self._tie_key = self._tie_key[pos]
             self._rebuild_slots()
             pend = self._pending
             if len(pend.edge):  # proposals in flight follow their edge, or die with it

@@ -198,3 +198,21 @@ def test_resume_refuses_a_log_from_another_config(tmp_path):
     assert res.returncode == 2
     assert "cannot resume: epoch 0 of the log differs" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_replay_picks_an_episode_of_a_multi_episode_log(tmp_path):
+    from baselines.runner import rollout, write_metrics_csv
+    from baselines.scripted import make_policy
+    from envs.sandbox import parallel_env
+
+    path = tmp_path / "events.jsonl"
+    env = parallel_env(n_agents=4, n_epochs=2, steps_per_epoch=3, event_log=path)
+    pols = {a: make_policy("honest", seed=0) for a in env.possible_agents}
+    rows = [rollout(env, pols, seed=s) for s in (1, 2)]
+    env.close()
+    res = distsafe("replay", path)
+    assert res.returncode == 2 and "choose one with episode=0..1" in res.stderr
+    write_metrics_csv(rows[1], tmp_path / "live.csv")
+    res = distsafe("replay", path, "--episode", "1", "--out", tmp_path / "replayed.csv")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "replayed.csv").read_bytes() == (tmp_path / "live.csv").read_bytes()

@@ -360,3 +360,29 @@ def test_infos_written_by_wrappers_are_per_step_too():
     _, _, _, _, infos = env.step({a: act(env, respond=[1] * env.M) for a in env.agents})
     n = ((env.last_batch.initiator == 0) | (env.last_batch.counterparty == 0)).sum()
     assert len(infos["agent_0"]["interactions"]) == n
+
+
+def test_dense_dynamic_graph_keeps_its_neighbour_sample_until_weights_move():
+    env = parallel_env(n_agents=30, max_neighbors=5, n_epochs=3, steps_per_epoch=2,
+                       network={"topology": "complete", "dynamic": True, "decay": 0.01})
+    env.reset(seed=0)
+    first = env.slot_nb.copy()
+    env.step({})
+    env.step({})  # an epoch of uniform decay: the ranking cannot change
+    assert np.array_equal(env.slot_nb, first)
+
+
+def test_set_frozen_rejects_bad_indices():
+    env = pair()
+    with pytest.raises(ValueError, match=r"0\.\.1"):
+        env.set_frozen(-1)
+    with pytest.raises(ValueError, match="names, indices or a boolean mask"):
+        env.set_frozen([1.9])
+
+
+def test_info_in_place_union_is_per_step_too():
+    env = pair()
+    infos = env.infos
+    infos["agent_0"] |= {"lever": 1}
+    env.step({})
+    assert "lever" not in infos["agent_0"]

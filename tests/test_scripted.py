@@ -230,3 +230,15 @@ def test_every_policy_declares_its_classifier():
     for cls in POLICIES.values():
         assert keys <= set(cls.classifier), cls.name
     assert POLICIES["deceptive"].classifier["dresses_signals"] is True
+
+
+def test_a_scripted_subclass_reading_infos_is_not_batched():
+    from baselines.scripted import Honest
+
+    class InfoHonest(Honest):
+        def act_batch(self, observations, infos=None):
+            return super().act_batch(observations, infos)
+
+    assert Honest.batched() and not InfoHonest.batched()
+    with pytest.raises(ValueError, match="trust_level"):
+        make_policy("deceptive", trust_level=0.3)
