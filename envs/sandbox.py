@@ -64,7 +64,6 @@ Version history: v0 — first release.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from pathlib import Path
 from typing import Any, Literal
@@ -269,8 +268,9 @@ class SandboxEnv(ParallelEnv):
             "inbox": spaces.Box(-np.inf, np.inf, (self.M, len(INBOX_FEATURES)), np.float32),
             "action_mask": spaces.Tuple([spaces.MultiBinary(int(k)) for k in self.nvec]),
         })
-        self._act_space = spaces.MultiDiscrete(self.nvec)
-        self._obs_spaces = {a: self._copy_space(self._obs_space) for a in self.possible_agents}
+        # one space object per agent (seeding one agent's space leaves the others alone)
+        self._obs_spaces = {a: spaces.Dict(dict(self._obs_space.spaces))
+                            for a in self.possible_agents}
         self._act_spaces = {a: spaces.MultiDiscrete(self.nvec) for a in self.possible_agents}
         if isinstance(event_log, (str, Path)):
             event_log = EventLog(event_log)
@@ -280,10 +280,6 @@ class SandboxEnv(ParallelEnv):
         self._cost_hooks: list[Any] = []
         self.network: Network | None = None
         self.t = 0
-
-    @staticmethod
-    def _copy_space(space: spaces.Dict) -> spaces.Dict:
-        return spaces.Dict({k: v for k, v in space.spaces.items()})
 
     # ------------------------------------------------------------------ spaces
     def observation_space(self, agent: str) -> gymnasium.Space:
@@ -815,9 +811,6 @@ class SandboxEnv(ParallelEnv):
 
     def __str__(self) -> str:
         return "sandbox_v0"
-
-    def to_json(self) -> str:
-        return json.dumps(self.config.model_dump(mode="json"))
 
 
 class _Proposals:
