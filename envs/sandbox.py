@@ -422,7 +422,9 @@ class SandboxEnv(ParallelEnv):
         ef[entries, _N["trust"]] = trust
         ef[back, _N["trust_in_me"]] = trust
         ef[entries, _N["n_accepted_from"]] = cnt
-        if weights if weights is not None else self.config.network.dynamic:
+        if weights is None:
+            weights = self.config.network.dynamic
+        if weights:
             ef[entries, _N["edge_weight"]] = net.weights[entries]
             ef[back, _N["edge_weight"]] = net.weights[back]
 
@@ -628,8 +630,11 @@ class SandboxEnv(ParallelEnv):
         net = self.network
         old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
         changed = net.end_epoch()
-        if not changed and not self._reranked:
-            self._rebuild_slots()  # edges were strengthened: slots follow the heaviest again
+        if not changed and net.config.dynamic:
+            if not self._reranked:
+                self._rebuild_slots()  # edges were strengthened: slots follow the heaviest
+            else:  # uniform decay: same ranking, new weights
+                self._entry_feat[:len(net.indices), _N["edge_weight"]] = net.weights
         if changed:
             new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
             pos = np.searchsorted(old_keys, new_keys)

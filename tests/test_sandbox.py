@@ -386,3 +386,14 @@ def test_info_in_place_union_is_per_step_too():
     infos["agent_0"] |= {"lever": 1}
     env.step({})
     assert "lever" not in infos["agent_0"]
+
+
+def test_observed_edge_weights_follow_decay_without_interactions():
+    env = parallel_env(n_agents=6, n_epochs=3, steps_per_epoch=2,
+                       network={"topology": "complete", "dynamic": True, "decay": 0.1,
+                                "initial_weight": 0.8})
+    obs, _ = env.reset(seed=0)
+    for _ in range(2):
+        obs, *_ = env.step({})  # one epoch, nobody interacts: only decay moves weights
+    w = obs["agent_0"]["neighbors"][:, N["edge_weight"]][env.slot_mask[0]]
+    assert np.allclose(w, 0.8 * 0.9)
