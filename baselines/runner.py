@@ -69,8 +69,8 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     for g, value in M.payoff_by_group(per_agent, list(groups)).items():
         row[f"payoff_{g}"] = value
     row["payoff_gini"] = M.gini(per_agent)
-    row["transfers"] = float(batch.tau[batch.accepted].sum())
-    acc = batch.accepted  # rejected interactions pay nothing, costs included
+    acc = batch.accepted  # rejected interactions pay nothing: transfers and costs alike
+    row["transfers"] = float(batch.tau[acc].sum())
     row["governance_costs"] = float(batch.c_a[acc].sum() + batch.c_b[acc].sum())
     if edges is not None:
         i, j, w = edges
