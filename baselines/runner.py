@@ -175,13 +175,8 @@ def metrics_from_events(path: str | Path, episode: int | None = None) -> list[di
     groups = start.groups or ["agent"] * n
     by_epoch = rep.by_epoch()
     rows = []
-    for end in rep.epoch_ends:
+    for end, edges in zip(rep.epoch_ends, rep.edge_lists()):
         batch = by_epoch.get(end.epoch, InteractionBatch.empty(0))
-        edges = None
-        if end.edges is not None:
-            edges = (np.asarray(end.edges["i"], dtype=np.int64),
-                     np.asarray(end.edges["j"], dtype=np.int64),
-                     np.asarray(end.edges["w"], dtype=np.float64))
         rows.append(epoch_metrics(batch, epoch=end.epoch, n_agents=n, groups=groups,
                                   edges=edges, payoff=payoff))
     return rows

@@ -16,6 +16,7 @@ from envs.core.events import (
     EpochEnd,
     EventLog,
     Governance,
+    LogError,
     Interactions,
     RunEnd,
     RunStart,
@@ -34,20 +35,29 @@ STEPS = 4  # per epoch
 VERSIONS = {"python": "3.x", "numpy": "x"}
 
 
+BOUNDED = {"effort": (0, 1), "dressing": (0, 1), "p": (0, 1), "task_progress": (-1, 1),
+           "engagement": (-1, 1), "v_hat": (-1, 1)}
+
+
 def random_batch(rng: np.random.Generator, n: int, step: int, epoch: int) -> InteractionBatch:
+    """Valid interactions with extreme float magnitudes wherever the schema allows them."""
     cols = {}
     for name, dtype in BATCH_DTYPES.items():
-        if dtype is np.float64:
+        if name in BOUNDED:
+            lo, hi = BOUNDED[name]
+            cols[name] = lo + (hi - lo) * rng.random(n) ** rng.integers(1, 300, n)
+        elif dtype is np.float64:
             cols[name] = rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, n)
         elif dtype is np.bool_:
             cols[name] = rng.random(n) < 0.5
         else:
-            cols[name] = rng.integers(-5, 6, n)
+            cols[name] = rng.integers(0, 6, n)
     cols["initiator"] = rng.integers(0, N_AGENTS, n)
     cols["counterparty"] = rng.integers(0, N_AGENTS, n)
     cols["kind"] = rng.integers(0, 5, n)
     cols["v"] = rng.choice([-1, 1], n)
-    cols["p"] = rng.random(n)
+    for name in ("payoff_a", "payoff_b"):  # a rejected interaction pays nothing
+        cols[name] = np.where(cols["accepted"], cols[name], 0.0)
     cols["step"] = np.full(n, step)
     cols["epoch"] = np.full(n, epoch)
     return InteractionBatch.from_columns(cols)
@@ -151,19 +161,25 @@ def test_line_format(tmp_path: Path) -> None:
     assert inter.startswith('{"type":"interactions","step":0,"epoch":0,"columns":{')
 
 
-def test_nan_and_inf_round_trip(tmp_path: Path) -> None:
+def test_extreme_floats_round_trip_and_nan_is_refused_when_read(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     batch = InteractionBatch.empty(3)
-    batch.v_hat[:] = [np.nan, np.inf, -np.inf]
+    batch.counterparty[:] = 1
     batch.tau[:] = [0.1 + 0.2, 5e-324, 1.7976931348623157e308]
     with EventLog(path) as log:
-        log.run_start("x", {}, seed=None, agents=[], versions={})
+        log.run_start("x", {}, seed=None, agents=["a", "b"], versions={})
         log.interactions(0, 0, batch)
         log.epoch_end(0, 0, state={"score": float("nan")})
     got = to_interactions(path)
-    assert np.array_equal(got.v_hat, batch.v_hat, equal_nan=True)
     assert np.array_equal(got.tau, batch.tau)
-    assert np.isnan(replay(path).epoch_ends[0].state["score"])
+    assert np.isnan(replay(path).epoch_ends[0].state["score"])  # summaries may hold NaN
+    batch.p[1] = np.nan  # a NaN label is written as NaN, and refused when read
+    with EventLog(path) as log:
+        log.run_start("x", {}, seed=None, agents=["a", "b"], versions={})
+        log.interactions(0, 0, batch)
+    with pytest.raises(LogError, match=r"run.jsonl:2: columns.p: must lie in \[0.0, 1.0\], "
+                                       r"got nan \(row 1\)"):
+        replay(path)
 
 
 # ---------------------------------------------------------------------- crashes
@@ -353,6 +369,7 @@ def test_new_event_type_is_one_class(tmp_path: Path) -> None:
 def test_large_step_write_is_fast(tmp_path: Path) -> None:
     batch = random_batch(np.random.default_rng(0), 10_000, 0, 0)
     with EventLog(tmp_path / "big.jsonl") as log:
+        log.run_start("x", {}, agents=[f"agent_{i}" for i in range(N_AGENTS)], versions={})
         t0 = time.perf_counter()
         log.interactions(0, 0, batch)
         elapsed = time.perf_counter() - t0

@@ -1,23 +1,45 @@
-"""Append-only JSONL event log: one typed event per line, flushed after every line.
+"""The event log of a run: typed JSON lines, with the interactions in columnar chunks.
 
-A run writes, in order: one :class:`RunStart`; per step an :class:`Interactions` event when
-the step produced interactions (steps without interactions write nothing); optional
-:class:`Governance` events (what a lever did); one :class:`EpochEnd` per finished epoch
-(with the network's edge list and any JSON-able summary the env adds); one :class:`RunEnd`.
+A run writes, in order: one :class:`RunStart`; per step the step's interactions (steps
+without interactions write nothing); optional :class:`Governance` events (what a lever did);
+one :class:`EpochEnd` per finished epoch (with the network's edge list and any JSON-able
+summary the env adds); one :class:`RunEnd`.
+
+Formats (``EventLog(path, format=...)``):
+
+- ``"jsonl"``: every event is one JSON line of ``path``, interactions included
+  (:class:`Interactions`, the batch's columns as JSON lists). Easy to read by eye; about
+  400 bytes per interaction. The default of :class:`EventLog` used directly.
+- ``"arrow"`` (the default of ``distsafe run``) and ``"parquet"``: the interactions of each
+  epoch are buffered and written, when the epoch ends (or every ``chunk_rows`` rows), as one
+  chunk file in the folder ``<stem>.interactions/`` beside ``path`` — an Arrow IPC file
+  (zstd) or a Parquet file (zstd), one column per :class:`InteractionBatch` field with its
+  exact dtype — and the JSON lines get one :class:`InteractionChunk` event naming the file.
+  A chunk is written beside under a dot-name and renamed into place before its line is
+  written, so a line never names a missing or partial file. The folder is readable as one
+  table by pandas (``pd.read_feather`` / ``pd.read_parquet``), polars and DuckDB.
 
 Properties the rest of distsafe relies on:
 
 - **Replayable.** :func:`replay` / :func:`to_interactions` rebuild the exact interaction
-  columns (floats are written with ``repr`` and round-trip bit for bit, ``NaN`` and
-  ``Infinity`` included), so metrics computed from a log equal those of the live run.
+  columns (floats are written with ``repr`` and round-trip bit for bit), so metrics computed
+  from a log equal those of the live run.
+- **Checked when read.** Reading validates strictly (:class:`LogError`, naming the file, the
+  line and the field): types without coercion (``"false"`` is not a boolean, ``1.0`` is not
+  an integer), every interaction column present, values in range (agents are indices of
+  ``run_start.agents``, ``v`` is ±1, ``p`` lies in [0, 1], effort and dressing in [0, 1],
+  signals in [-1, 1], counts >= 0, money fields finite, a rejected interaction pays nothing),
+  the step and epoch columns equal to their event's, steps strictly increasing, epochs
+  consecutive and equal to ``step // steps_per_epoch``, nothing after ``run_end``; a chunk
+  file must exist with the schema and row count its line gives.
 - **Deterministic.** No wall-clock timestamps; compact separators; field order fixed by the
-  event class. Two runs with one seed write byte-identical files.
+  event class. Two runs with one seed write byte-identical files. An edge list equal to the
+  previous epoch's is not repeated (``edges_same``).
 - **Crash-tolerant.** Each line is written with one ``write`` call and flushed (to the OS,
   not ``fsync``-ed). A truncated final line (a crash mid-write) is skipped with a warning
-  when reading, and cut off when the log is reopened with ``mode="a"``; a malformed line
-  anywhere else raises ``ValueError("<path>:<line>: ...")``.
-- **Resumable.** :func:`truncate_to_epoch` cuts a log back to the end of an epoch so a run
-  can continue from its last complete epoch (``Replay.last_complete_epoch``).
+  when reading, and cut off when the log is reopened with ``mode="a"``.
+- **Resumable.** :func:`truncate_to_epoch` cuts a log (and its chunk folder) back to the end
+  of an epoch so a run can continue from its last complete epoch.
 - **Extensible.** An event type is one subclass of :class:`BaseEvent` with its own
   ``type: Literal["name"] = "name"`` field; defining the class registers it with the
   reader (a pydantic discriminated union over all registered classes).
@@ -38,16 +60,42 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from pydantic_core import to_jsonable_python
 
-from envs.core.records import BATCH_DTYPES, InteractionBatch
+from envs.core.records import BATCH_DTYPES, InteractionBatch, InteractionType
 
 __all__ = [
-    "BaseEvent", "Event", "RunStart", "Interactions", "EpochEnd", "Governance", "RunEnd",
-    "EventLog", "Replay", "collect_versions", "event_types", "parse_event", "read_events",
-    "replay", "to_interactions", "truncate_to_epoch",
+    "BaseEvent", "Event", "RunStart", "Interactions", "InteractionChunk", "EpochEnd",
+    "Governance", "RunEnd", "EventLog", "LogError", "LOG_FORMATS", "Replay", "chunk_dir",
+    "collect_versions", "event_types", "parse_event", "read_events", "replay",
+    "to_interactions", "truncate_to_epoch",
 ]
+
+LOG_FORMATS = ("jsonl", "arrow", "parquet")
+_CHUNK_EXT = {"arrow": ".arrow", "parquet": ".parquet"}
+
+
+class LogError(ValueError):
+    """A log that is not what distsafe writes: ``<file>:<line>: <field>: <problem>``."""
+
+    def __init__(self, where: str, problem: str, field: str | None = None) -> None:
+        self.where, self.field, self.problem = where, field, problem
+        super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
+
+
+def chunk_dir(path: str | os.PathLike[str]) -> Path:
+    """The folder of a log's chunks: ``run/events.jsonl`` -> ``run/events.interactions``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".interactions")
 
 _REGISTRY: dict[str, type[BaseEvent]] = {}
 _ADAPTER: list[Any] = [None, 0]  # [TypeAdapter | None, registry size it was built for]
@@ -161,6 +209,9 @@ class RunStart(BaseEvent):
     versions: dict[str, str] = Field(
         default_factory=collect_versions, description="python and package versions"
     )
+    identity: dict[str, Any] | None = Field(
+        None, description="what makes the run this run (resolved scenario, seed, package "
+        "version, log format, and their hash); `distsafe run --resume` checks it field by field")
 
     @model_validator(mode="after")
     def _check(self) -> RunStart:
@@ -207,6 +258,25 @@ def _check_one_length(columns: Mapping[str, list], what: str) -> None:
                          f"{sorted(lengths)}")
 
 
+class InteractionChunk(BaseEvent):
+    """The interactions of steps ``first_step..last_step``, stored in a columnar chunk file.
+
+    ``file`` is relative to the folder of the JSON-lines log.
+
+    Example:
+        >>> InteractionChunk(file="events.interactions/e0000-s000000000.arrow", epoch=0,
+        ...                  first_step=0, last_step=9, rows=120).rows
+        120
+    """
+
+    type: Literal["interaction_chunk"] = "interaction_chunk"
+    file: str
+    epoch: int
+    first_step: int
+    last_step: int
+    rows: int = Field(ge=1)
+
+
 class EpochEnd(BaseEvent):
     """End of an epoch: the network's edge list (``{"i", "j", "w"}``) and a summary.
 
@@ -221,6 +291,8 @@ class EpochEnd(BaseEvent):
     edges: dict[str, list] | None = Field(
         None, description="network edge list: i < j, weight w (None when not logged)"
     )
+    edges_same: bool = Field(
+        False, description="the edge list equals the previous epoch's (not repeated)")
     state: dict[str, Any] = Field(
         default_factory=dict, description="JSON-able summary the env adds (e.g. reputation)"
     )
@@ -232,6 +304,8 @@ class EpochEnd(BaseEvent):
                 raise ValueError(f"edges must have exactly the keys i, j, w; received "
                                  f"{sorted(self.edges)}")
             _check_one_length(self.edges, "edges i, j, w")
+            if self.edges_same:
+                raise ValueError("edges_same=True goes with edges=None")
         return self
 
 
@@ -281,21 +355,28 @@ def _event_line(event: BaseEvent) -> str:
                       default=_default)
 
 
-def _edges_payload(edges: Any) -> dict[str, list] | None:
+def _edges_arrays(edges: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     if edges is None:
         return None
     if hasattr(edges, "edge_list"):
         edges = edges.edge_list()
     if isinstance(edges, Mapping):
-        return {k: np.asarray(edges[k]).tolist() for k in edges}
+        if set(edges) != {"i", "j", "w"}:
+            raise ValueError(f"edges must have exactly the keys i, j, w; received "
+                             f"{sorted(edges)}")
+        edges = (edges["i"], edges["j"], edges["w"])
     if isinstance(edges, tuple | list) and len(edges) == 3:
         i, j, w = edges
-        return {"i": np.asarray(i).tolist(), "j": np.asarray(j).tolist(),
-                "w": np.asarray(w, dtype=np.float64).tolist()}
+        return (np.asarray(i), np.asarray(j), np.asarray(w, dtype=np.float64))
     raise ValueError(
         f"edges must be None, a Network, an (i, j, w) tuple or a dict with keys i, j, w; "
         f"received {type(edges).__name__}"
     )
+
+
+def _same_edges(a: tuple | None, b: tuple | None) -> bool:
+    return a is not None and b is not None and all(
+        x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
 
 
 def _repair_tail(path: Path) -> None:
@@ -324,38 +405,117 @@ def _repair_tail(path: Path) -> None:
         fh.truncate(cut)
 
 
+def _arrow_table(batch: InteractionBatch) -> Any:
+    import pyarrow as pa
+
+    return pa.table({k: getattr(batch, k) for k in InteractionBatch.FIELDS})
+
+
+def _write_chunk(batch: InteractionBatch, path: Path, fmt: str) -> None:
+    """Write a chunk file beside under a dot-name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    table = _arrow_table(batch)
+    try:
+        if fmt == "arrow":
+            import pyarrow as pa
+
+            options = pa.ipc.IpcWriteOptions(compression="zstd")
+            with pa.OSFile(str(tmp), "wb") as sink, \
+                    pa.ipc.new_file(sink, table.schema, options=options) as writer:
+                writer.write_table(table)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, str(tmp), compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_chunk(path: Path) -> Any:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(str(path))
+    import pyarrow as pa
+
+    with pa.memory_map(str(path), "r") as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def _scan_tail_state(path: Path) -> tuple[int, tuple | None]:
+    """Episode of the last ``run_start`` and the last logged edge list (for ``mode="a"``)."""
+    episode, edges = 0, None
+    if not path.exists():
+        return episode, edges
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.startswith(b'{"type":"run_start"'):
+                episode, edges = int(json.loads(line).get("episode", 0)), None
+            elif line.startswith(b'{"type":"epoch_end"') and b'"edges":{' in line:
+                edges = _edges_arrays(json.loads(line)["edges"])
+    return episode, edges
+
+
 class EventLog:
-    """Writer of an append-only JSONL event log.
+    """Writer of an append-only event log (JSON lines, interactions optionally columnar).
 
     Args:
-        path: file to write; parent folders are created.
-        mode: ``"w"`` truncates, ``"a"`` appends (a truncated final line is cut first).
+        path: the JSON-lines file; parent folders are created.
+        mode: ``"w"`` truncates (and empties the chunk folder), ``"a"`` appends (a truncated
+            final line is cut first).
+        format: ``"jsonl"`` (interactions as JSON lines), ``"arrow"`` or ``"parquet"``
+            (interactions in chunk files under :func:`chunk_dir`; see the module docstring).
+        identity: the run's identity, written into every :class:`RunStart`.
+        chunk_rows: a columnar chunk is written at each epoch end or when it reaches this
+            many rows, whichever comes first.
 
-    Each :meth:`write` serialises one event with a single ``json.dumps`` and flushes.
     ``interactions`` writes only non-empty batches: a step without interactions leaves no
-    line (``EpochEnd.step`` and ``RunEnd.step`` carry the step counter).
+    trace (``EpochEnd.step`` and ``RunEnd.step`` carry the step counter).
 
     Example:
         >>> import os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "run.jsonl")
-        >>> with EventLog(path) as log:
+        >>> with EventLog(path, format="arrow") as log:
         ...     _ = log.run_start("sandbox", {"n": 2}, seed=1, agents=["a0", "a1"])
-        ...     _ = log.interactions(0, 0, InteractionBatch.empty(3))
+        ...     b = InteractionBatch.empty(3); b.counterparty[:] = 1
+        ...     _ = log.interactions(0, 0, b)
         ...     _ = log.epoch_end(0, 0, edges=([0], [1], [0.5]))
-        ...     _ = log.run_end(1, 1)
+        ...     _ = log.run_end(0, 0)
         >>> r = replay(path)
         >>> len(r.interactions()), r.last_complete_epoch, r.complete
         (3, 0, True)
+        >>> sorted(os.listdir(chunk_dir(path)))
+        ['e0000-s000000000.arrow']
     """
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "w") -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: str = "w", *,
+                 format: str = "jsonl", identity: Mapping[str, Any] | None = None,
+                 chunk_rows: int = 1_000_000) -> None:
         if mode not in ("w", "a"):
             raise ValueError(f"mode must be 'w' (truncate) or 'a' (append); received {mode!r}")
+        if format not in LOG_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(LOG_FORMATS)}; received "
+                             f"{format!r}")
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be an integer >= 1; received {chunk_rows!r}")
         self.path = Path(path)
-        self.mode = mode
+        self.mode, self.format, self.chunk_rows = mode, format, chunk_rows
+        self.identity = dict(identity) if identity is not None else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._chunks = chunk_dir(self.path)
+        self._episode, self._last_edges = 0, None
         if mode == "a":
             _repair_tail(self.path)
+            self._episode, self._last_edges = _scan_tail_state(self.path)
+        elif self._chunks.is_dir():  # a fresh log: no chunk of an earlier log may linger
+            for f in self._chunks.iterdir():
+                if f.is_file():
+                    f.unlink()
+        self._buffer: list[InteractionBatch] = []
+        self._buffered_rows = 0
+        self._buffered_epoch = -1
         self._fh = open(self.path, mode, encoding="utf-8", newline="\n")  # noqa: SIM115
         self.n_written = 0
 
@@ -375,9 +535,28 @@ class EventLog:
         self.n_written += 1
         return event
 
+    def flush(self) -> None:
+        """Write the buffered interactions (columnar formats) as a chunk now."""
+        if not self._buffer:
+            return
+        batch = (self._buffer[0] if len(self._buffer) == 1
+                 else InteractionBatch.concat(self._buffer))
+        self._buffer, self._buffered_rows = [], 0
+        first, last = int(batch.step[0]), int(batch.step[-1])
+        name = f"e{self._episode:04d}-s{first:09d}{_CHUNK_EXT[self.format]}"
+        self._chunks.mkdir(parents=True, exist_ok=True)
+        _write_chunk(batch, self._chunks / name, self.format)
+        self.write(InteractionChunk.model_construct(
+            file=f"{self._chunks.name}/{name}", epoch=self._buffered_epoch, first_step=first,
+            last_step=last, rows=len(batch)))
+
     def close(self) -> None:
+        """Write what is buffered and close the file (idempotent)."""
         if not self._fh.closed:
-            self._fh.close()
+            try:
+                self.flush()
+            finally:
+                self._fh.close()
 
     def __enter__(self) -> EventLog:
         return self
@@ -393,21 +572,37 @@ class EventLog:
         """Write :class:`RunStart`; ``config`` may be a pydantic model (dumped as JSON)."""
         if isinstance(config, BaseModel):
             config = config.model_dump(mode="json")
+        self.flush()
         event = RunStart(
             env=env, config=dict(config or {}), seed=None if seed is None else int(seed),
             episode=int(episode), agents=list(agents), groups=list(groups),
             versions=dict(versions) if versions is not None else collect_versions(),
+            identity=self.identity,
         )
+        self._episode, self._last_edges = int(episode), None
         self.write(event)
         return event
 
     def interactions(self, step: int, epoch: int, batch: InteractionBatch
                      ) -> Interactions | None:
-        """Write the step's interactions; nothing is written for an empty batch."""
+        """Log the step's interactions; nothing is written for an empty batch.
+
+        In a columnar format the batch is buffered (and must not be modified afterwards)
+        until the epoch ends or ``chunk_rows`` rows are buffered.
+        """
         if not isinstance(batch, InteractionBatch):
             raise ValueError(f"batch must be an InteractionBatch; received "
                              f"{type(batch).__name__}")
         if len(batch) == 0:
+            return None
+        if self.format != "jsonl":
+            if self._buffer and int(epoch) != self._buffered_epoch:
+                self.flush()
+            self._buffer.append(batch)
+            self._buffered_rows += len(batch)
+            self._buffered_epoch = int(epoch)
+            if self._buffered_rows >= self.chunk_rows:
+                self.flush()
             return None
         event = Interactions.model_construct(step=int(step), epoch=int(epoch),
                                              columns=batch.to_json_columns())
@@ -418,10 +613,20 @@ class EventLog:
                   state: Mapping[str, Any] | None = None) -> EpochEnd:
         """Write :class:`EpochEnd`; ``edges`` may be a Network, an (i, j, w) tuple or a dict.
 
-        ``state`` values may be numpy arrays or scalars (written as lists / numbers).
+        An edge list equal to the last one logged in this episode is written as
+        ``edges_same=True`` instead. ``state`` values may be numpy arrays or scalars.
         """
-        event = EpochEnd(epoch=int(epoch), step=int(step), edges=_edges_payload(edges),
-                         state=dict(state or {}))
+        self.flush()
+        arrays = _edges_arrays(edges)
+        same = _same_edges(arrays, self._last_edges)
+        payload = None
+        if arrays is not None and not same:
+            payload = {"i": arrays[0].tolist(), "j": arrays[1].tolist(),
+                       "w": arrays[2].tolist()}
+            _check_one_length(payload, "edges i, j, w")
+            self._last_edges = tuple(a.copy() for a in arrays)
+        event = EpochEnd.model_construct(epoch=int(epoch), step=int(step), edges=payload,
+                                         edges_same=same, state=dict(state or {}))
         self.write(event)
         return event
 
@@ -434,63 +639,319 @@ class EventLog:
 
     def run_end(self, step: int, epoch: int) -> RunEnd:
         """Write :class:`RunEnd`."""
+        self.flush()
         event = RunEnd(step=int(step), epoch=int(epoch))
         self.write(event)
         return event
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.mode
-        return f"EventLog({str(self.path)!r}, {state}, {self.n_written} written)"
+        return (f"EventLog({str(self.path)!r}, {state}, format={self.format!r}, "
+                f"{self.n_written} written)")
 
 
 # ---------------------------------------------------------------------- reading
-def read_events(path: str | os.PathLike[str]) -> Iterator[BaseEvent]:
-    """Yield the events of a log in order.
+_COLUMN_TYPES = {k: (list[bool] if dt is np.bool_ else
+                     list[int] if np.dtype(dt).kind in "iu" else list[float], ...)
+                 for k, dt in BATCH_DTYPES.items()}
+_COLUMNS_MODEL: list[Any] = []
+_RANGES = {"effort": (0.0, 1.0), "dressing": (0.0, 1.0), "task_progress": (-1.0, 1.0),
+           "engagement": (-1.0, 1.0), "v_hat": (-1.0, 1.0), "p": (0.0, 1.0),
+           "kind": (0, len(InteractionType) - 1),
+           "rework_count": (0, np.iinfo(np.int16).max),
+           "verifier_rejections": (0, np.iinfo(np.int16).max),
+           "tool_misuse": (0, np.iinfo(np.int16).max)}
+_FINITE = ("tau", "c_a", "c_b", "r_a", "r_b", "payoff_a", "payoff_b")
 
-    Blank lines are skipped. A final line without a newline that does not parse (a crash
-    mid-write) is skipped with a ``RuntimeWarning``.
 
-    Raises:
-        ValueError: ``"<path>:<line>: ..."`` for any other malformed line.
-    """
-    path = Path(path)
+def _columns_model() -> Any:
+    if not _COLUMNS_MODEL:
+        _COLUMNS_MODEL.append(create_model(
+            "InteractionColumns", __config__=ConfigDict(extra="forbid", strict=True),
+            **_COLUMN_TYPES))
+    return _COLUMNS_MODEL[0]
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+    msg = err["msg"]
+    if "input" in err and not isinstance(err["input"], dict | list):
+        msg += f" (got {err['input']!r})"
+    more = len(exc.errors()) - 1
+    return loc, msg + (f" (+{more} more)" if more else "")
+
+
+def _parse_line(line: bytes, where: str) -> BaseEvent:
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise LogError(where, f"malformed event: not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise LogError(where, f"malformed event: expected a JSON object, got "
+                              f"{type(obj).__name__}")
+    if obj.get("type") not in _REGISTRY:
+        raise LogError(where, f"malformed event: unknown event type {obj.get('type')!r}; "
+                              f"allowed: {sorted(_REGISTRY)}", "type")
+    try:
+        event = _adapter().validate_python(obj, strict=True)
+    except ValidationError as exc:
+        loc, msg = _first_error(exc)
+        loc = loc.split(".", 1)[1] if "." in loc else loc  # drop the union tag
+        raise LogError(where, f"malformed event: {msg}", loc) from None
+    if isinstance(event, Interactions):
+        try:
+            _columns_model().model_validate(event.columns)
+        except ValidationError as exc:
+            loc, msg = _first_error(exc)
+            raise LogError(where, msg, f"columns.{loc}") from None
+    return event
+
+
+def _lines(path: Path) -> Iterator[tuple[int, BaseEvent]]:
     with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, start=1):
-            complete = line.endswith(b"\n")
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-                event = parse_event(obj)
-            except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
-                if not complete:
+                event = _parse_line(line, f"{path}:{lineno}")
+            except LogError:
+                if not line.endswith(b"\n"):
                     warnings.warn(f"{path}:{lineno}: ignoring a truncated final line "
-                                  f"({len(line)} bytes)", RuntimeWarning, stacklevel=2)
+                                  f"({len(line)} bytes)", RuntimeWarning, stacklevel=3)
                     return
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ValueError(f"{path}:{lineno}: malformed event: {reason}") from exc
-            yield event
+                raise
+            yield lineno, event
 
 
-def _concat_interactions(events: Iterable[BaseEvent]) -> InteractionBatch:
-    merged: dict[str, list] = {}
-    for ev in events:
-        if isinstance(ev, Interactions):
-            for k, v in ev.columns.items():
-                merged.setdefault(k, []).extend(v)
-    if not merged:
-        return InteractionBatch.empty(0)
-    return InteractionBatch.from_columns(merged)
+def read_events(path: str | os.PathLike[str]) -> Iterator[BaseEvent]:
+    """Yield the events of a log in order, each strictly typed (no coercion).
+
+    Blank lines are skipped. A final line without a newline that does not parse (a crash
+    mid-write) is skipped with a ``RuntimeWarning``. Values and order are checked by
+    :func:`replay`, which knows the run's agents and epochs.
+
+    Raises:
+        LogError: ``"<path>:<line>: <field>: ..."`` for any other malformed line.
+    """
+    for _, event in _lines(Path(path)):
+        yield event
+
+
+def _as_array(values: Any, dtype: Any, name: str, where: str) -> np.ndarray:
+    wide = np.bool_ if dtype is np.bool_ else (
+        np.int64 if np.dtype(dtype).kind in "iu" else np.float64)
+    try:
+        return np.asarray(values, dtype=wide)
+    except OverflowError:
+        big = next((v for v in values if isinstance(v, int) and abs(v) >= 2**63), "?")
+        raise LogError(where, f"integer {big} is out of range", name) from None
+
+
+def _check_columns(cols: Mapping[str, np.ndarray], n_agents: int, where: str,
+                   prefix: str = "") -> InteractionBatch:
+    """Value checks shared by JSON columns and chunk files; returns the typed batch."""
+    def bad(name: str, mask: np.ndarray, what: str) -> None:
+        k = int(np.flatnonzero(mask)[0])
+        raise LogError(where, f"{what}, got {cols[name][k].item()!r} (row {k})",
+                       prefix + name)
+
+    for name in ("initiator", "counterparty"):
+        col = cols[name]
+        out = (col < 0) | (col >= n_agents)
+        if out.any():
+            bad(name, out, f"must be an agent index in 0..{n_agents - 1}")
+    v = cols["v"]
+    if ((v != 1) & (v != -1)).any():
+        bad("v", (v != 1) & (v != -1), "must be +1 or -1")
+    for name, (lo, hi) in _RANGES.items():
+        col = cols[name]
+        out = ~((col >= lo) & (col <= hi))  # NaN fails both comparisons
+        if out.any():
+            bad(name, out, f"must lie in [{lo}, {hi}]")
+    for name in _FINITE:
+        out = ~np.isfinite(cols[name])
+        if out.any():
+            bad(name, out, "must be finite")
+    rejected = ~cols["accepted"]
+    for name in ("payoff_a", "payoff_b"):
+        paid = rejected & (cols[name] != 0)
+        if paid.any():
+            bad(name, paid, "must be 0 for a rejected interaction")
+    return InteractionBatch(**{k: np.asarray(cols[k]).astype(dt, copy=False)
+                               for k, dt in BATCH_DTYPES.items()})
+
+
+def _json_batch(ev: Interactions, n_agents: int, where: str) -> InteractionBatch:
+    cols = {k: _as_array(ev.columns[k], dt, f"columns.{k}", where)
+            for k, dt in BATCH_DTYPES.items()}
+    _check_one_length(ev.columns, "columns")
+    for name in ("step", "epoch"):
+        want = getattr(ev, name)
+        off = cols[name] != want
+        if off.any():
+            k = int(np.flatnonzero(off)[0])
+            raise LogError(where, f"must equal the event's {name} {want}, got "
+                                  f"{cols[name][k]} (row {k})", f"columns.{name}")
+    return _check_columns(cols, n_agents, where, "columns.")
+
+
+def _chunk_batch(ev: InteractionChunk, base: Path, n_agents: int, where: str
+                 ) -> InteractionBatch:
+    import pyarrow as pa
+
+    file = (base / ev.file)
+    if ".." in Path(ev.file).parts or Path(ev.file).is_absolute():
+        raise LogError(where, f"must be a path inside the run folder, got {ev.file!r}", "file")
+    try:
+        table = _read_chunk(file)
+    except FileNotFoundError:
+        raise LogError(where, f"chunk file {file} is missing", "file") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise LogError(where, f"chunk file {file} is not a readable "
+                              f"{file.suffix.lstrip('.')} file ({exc})", "file") from None
+    where = f"{where}: {file.name}"
+    names = table.column_names
+    if sorted(names) != sorted(BATCH_DTYPES):
+        missing = sorted(set(BATCH_DTYPES) - set(names))
+        extra = sorted(set(names) - set(BATCH_DTYPES))
+        raise LogError(where, f"columns differ from the interaction schema (missing "
+                              f"{missing}, unknown {extra})", "columns")
+    cols = {}
+    for k, dt in BATCH_DTYPES.items():
+        col = table.column(k)
+        want = pa.from_numpy_dtype(dt)
+        if col.type != want:
+            raise LogError(where, f"has type {col.type}, expected {want}", k)
+        if col.null_count:
+            raise LogError(where, f"has {col.null_count} null values", k)
+        cols[k] = col.to_numpy(zero_copy_only=False)
+    if table.num_rows != ev.rows:
+        raise LogError(where, f"the chunk has {table.num_rows} rows, its line says {ev.rows}",
+                       "rows")
+    step = cols["step"]
+    if (step[0] != ev.first_step or step[-1] != ev.last_step
+            or (len(step) > 1 and (np.diff(step) < 0).any())):
+        raise LogError(where, f"steps must be ascending from first_step {ev.first_step} to "
+                              f"last_step {ev.last_step}", "step")
+    if (cols["epoch"] != ev.epoch).any():
+        raise LogError(where, f"every row must be in epoch {ev.epoch}", "epoch")
+    return _check_columns(cols, n_agents, where)
+
+
+class _Episode:
+    """Checks the order of one episode's events and loads its interactions."""
+
+    def __init__(self, start: RunStart, where: str) -> None:
+        self.n_agents = len(start.agents)
+        cfg = start.config
+        spe, epochs = cfg.get("steps_per_epoch"), cfg.get("n_epochs")
+        self.spe = spe if isinstance(spe, int) and not isinstance(spe, bool) and spe > 0 \
+            else None
+        self.n_epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) \
+            else None
+        if self.n_agents != len(set(start.agents)):
+            raise LogError(where, "agent names must be unique", "agents")
+        self.last_step = -1       # last step that had interactions
+        self.last_event_step = -1  # last step named by any event
+        self.epochs_done = 0
+        self.ended = False
+        self.has_edges = False
+
+    def _step(self, where: str, step: int, epoch: int, name: str = "step") -> None:
+        if step < 0:
+            raise LogError(where, f"must be >= 0, got {step}", name)
+        if self.spe is not None and epoch != step // self.spe:
+            raise LogError(where, f"epoch {epoch} does not contain step {step} "
+                                  f"({self.spe} steps per epoch)", "epoch")
+        if self.n_epochs is not None and self.spe is not None \
+                and step >= self.n_epochs * self.spe:
+            raise LogError(where, f"step {step} is past the run's last step "
+                                  f"{self.n_epochs * self.spe - 1}", name)
+
+    def check(self, ev: BaseEvent, where: str, base: Path | None) -> InteractionBatch | None:
+        if self.ended:
+            raise LogError(where, f"a {ev.type} event after run_end")
+        if isinstance(ev, Interactions | InteractionChunk):
+            first = ev.step if isinstance(ev, Interactions) else ev.first_step
+            last = ev.step if isinstance(ev, Interactions) else ev.last_step
+            name = "step" if isinstance(ev, Interactions) else "first_step"
+            if first <= self.last_step:
+                raise LogError(where, f"step {first} does not follow step {self.last_step}: "
+                                      "a duplicated or out-of-order line", name)
+            if last < first:
+                raise LogError(where, f"last_step {last} < first_step {first}", "last_step")
+            if ev.epoch != self.epochs_done:
+                raise LogError(where, f"epoch {ev.epoch} where epoch {self.epochs_done} is "
+                                      "open", "epoch")
+            self._step(where, first, ev.epoch, name)
+            self._step(where, last, ev.epoch, "last_step")
+            self.last_step = self.last_event_step = last
+            if isinstance(ev, Interactions):
+                return _json_batch(ev, self.n_agents, where)
+            if base is None:
+                raise LogError(where, "a chunk event needs the log's folder to be read")
+            return _chunk_batch(ev, base, self.n_agents, where)
+        if isinstance(ev, EpochEnd):
+            if ev.epoch != self.epochs_done:
+                raise LogError(where, f"epoch_end of epoch {ev.epoch}; expected epoch "
+                                      f"{self.epochs_done}", "epoch")
+            if self.spe is not None and ev.step != (ev.epoch + 1) * self.spe - 1:
+                raise LogError(where, f"epoch {ev.epoch} ends at step "
+                                      f"{(ev.epoch + 1) * self.spe - 1}, got {ev.step}", "step")
+            if ev.step < self.last_event_step:
+                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
+                               "step")
+            if ev.edges_same and not self.has_edges:
+                raise LogError(where, "edges_same without an earlier edge list", "edges_same")
+            if ev.edges is not None:
+                self._check_edges(ev.edges, where)
+                self.has_edges = True
+            self.epochs_done += 1
+            self.last_event_step = ev.step
+            return None
+        if isinstance(ev, Governance):
+            if ev.step < self.last_event_step:
+                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
+                               "step")
+            self._step(where, ev.step, ev.epoch)
+            self.last_event_step = ev.step
+            return None
+        if isinstance(ev, RunEnd):
+            if self.n_epochs is not None and self.epochs_done != self.n_epochs:
+                raise LogError(where, f"run_end after {self.epochs_done} of {self.n_epochs} "
+                                      "epochs")
+            if ev.step < self.last_event_step:
+                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
+                               "step")
+            self.ended = True
+        return None
+
+    def _check_edges(self, edges: Mapping[str, list], where: str) -> None:
+        for key in ("i", "j"):
+            col = _as_array(edges[key], np.int64, f"edges.{key}", where) \
+                if all(type(x) is int for x in edges[key]) else None
+            if col is None:
+                raise LogError(where, "must be a list of integers", f"edges.{key}")
+            if len(col) and (col.min() < 0 or col.max() >= self.n_agents):
+                raise LogError(where, f"must be agent indices in 0..{self.n_agents - 1}",
+                               f"edges.{key}")
+        w = edges["w"]
+        if not all(type(x) in (int, float) for x in w) or \
+                not np.isfinite(np.asarray(w, dtype=np.float64)).all():
+            raise LogError(where, "must be a list of finite numbers", "edges.w")
 
 
 @dataclass
 class Replay:
-    """A parsed log. Build it with :func:`replay`.
+    """A parsed, checked log of one episode. Build it with :func:`replay`.
 
     Attributes:
         path: the log file (None when built from events).
         run_start: the :class:`RunStart` event.
         events: every event in file order (``run_start`` included).
+        batches: event index -> the interactions of that event (filled by :func:`replay`;
+            built on demand from :class:`Interactions` events otherwise).
 
     Example:
         >>> r = Replay(None, RunStart(env="x", agents=[], versions={}),
@@ -502,6 +963,7 @@ class Replay:
     path: Path | None
     run_start: RunStart
     events: list[BaseEvent] = field(default_factory=list)
+    batches: dict[int, InteractionBatch] = field(default_factory=dict)
 
     @property
     def epoch_ends(self) -> list[EpochEnd]:
@@ -527,68 +989,119 @@ class Replay:
         ends = self.epoch_ends
         return ends[-1].epoch if ends else -1
 
+    def _batch(self, k: int) -> InteractionBatch | None:
+        if k in self.batches:
+            return self.batches[k]
+        ev = self.events[k]
+        if isinstance(ev, Interactions):
+            return ev.batch()
+        if isinstance(ev, InteractionChunk):
+            base = self.path.parent if self.path is not None else Path(".")
+            return InteractionBatch.from_columns(_table_columns(_read_chunk(base / ev.file)))
+        return None
+
+    def _epoch_batches(self) -> Iterator[tuple[int, InteractionBatch]]:
+        for k, ev in enumerate(self.events):
+            if isinstance(ev, Interactions | InteractionChunk):
+                yield ev.epoch, self._batch(k)
+
     def interactions(self) -> InteractionBatch:
         """Every logged interaction, concatenated in file order."""
-        return _concat_interactions(self.events)
+        return InteractionBatch.concat(b for _, b in self._epoch_batches())
 
     def by_epoch(self) -> dict[int, InteractionBatch]:
         """Interactions grouped by the epoch of their event, ascending.
 
         Epochs that have an :class:`EpochEnd` but no interactions map to an empty batch.
         """
-        groups: dict[int, list[BaseEvent]] = {e.epoch: [] for e in self.epoch_ends}
-        for e in self.events:
-            if isinstance(e, Interactions):
-                groups.setdefault(e.epoch, []).append(e)
-        return {k: _concat_interactions(groups[k]) for k in sorted(groups)}
+        groups: dict[int, list[InteractionBatch]] = {e.epoch: [] for e in self.epoch_ends}
+        for epoch, b in self._epoch_batches():
+            groups.setdefault(epoch, []).append(b)
+        return {k: InteractionBatch.concat(groups[k]) if groups[k]
+                else InteractionBatch.empty(0) for k in sorted(groups)}
+
+    def edge_lists(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """The network's edge list at each epoch end (``edges_same`` resolved)."""
+        out: list[Any] = []
+        last = None
+        for end in self.epoch_ends:
+            if end.edges is not None:
+                last = (np.asarray(end.edges["i"], dtype=np.int64),
+                        np.asarray(end.edges["j"], dtype=np.int64),
+                        np.asarray(end.edges["w"], dtype=np.float64))
+            out.append(last if (end.edges is not None or end.edges_same) else None)
+        return out
+
+
+def _table_columns(table: Any) -> dict[str, np.ndarray]:
+    return {k: table.column(k).to_numpy(zero_copy_only=False) for k in table.column_names}
+
+
+def _episodes(path: Path) -> list[Replay]:
+    """Read and check every episode of a log."""
+    episodes: list[Replay] = []
+    checker: _Episode | None = None
+    for lineno, ev in _lines(path):
+        where = f"{path}:{lineno}"
+        if isinstance(ev, RunStart):
+            checker = _Episode(ev, where)
+            episodes.append(Replay(path, ev, [ev]))
+            continue
+        if checker is None:
+            raise LogError(where, f"a {ev.type} event before any run_start event")
+        batch = checker.check(ev, where, path.parent)
+        rep = episodes[-1]
+        if batch is not None:
+            rep.batches[len(rep.events)] = batch
+        rep.events.append(ev)
+    return episodes
 
 
 def replay(path: str | os.PathLike[str], episode: int | None = None) -> Replay:
-    """Read one episode of a log into a :class:`Replay`.
+    """Read, check and return one episode of a log as a :class:`Replay`.
 
     A log holds one episode per ``run_start`` (an env reset again with the same log appends
     the next). ``episode`` picks one (``-1``: the last); it may be left out when the log
-    holds a single episode.
+    holds a single episode. Every episode is checked (see the module docstring).
 
     Raises:
-        ValueError: a malformed line (see :func:`read_events`), no ``run_start`` event, or
-            several episodes and no (or an unknown) ``episode``.
+        LogError: a malformed or inconsistent line or chunk (file, line and field named),
+            no ``run_start`` event, or several episodes and no (or an unknown) ``episode``.
     """
-    events = list(read_events(path))
-    starts = [i for i, e in enumerate(events) if isinstance(e, RunStart)]
-    if not starts:
-        raise ValueError(f"{path}: no run_start event in the log ({len(events)} events)")
+    path = Path(path)
+    episodes = _episodes(path)
+    if not episodes:
+        raise LogError(str(path), "no run_start event in the log")
     if episode is None:
-        if len(starts) > 1:
-            raise ValueError(f"{path}: the log holds {len(starts)} episodes; choose one with "
-                             f"episode=0..{len(starts) - 1}")
+        if len(episodes) > 1:
+            raise LogError(str(path), f"the log holds {len(episodes)} episodes; choose one "
+                                      f"with episode=0..{len(episodes) - 1}")
         episode = 0
-    if not -len(starts) <= episode < len(starts):
-        raise ValueError(f"{path}: no episode {episode}; the log holds {len(starts)} "
-                         f"(0..{len(starts) - 1})")
-    bounds = starts + [len(events)]
-    k = episode % len(starts)
-    chunk = events[bounds[k]:bounds[k + 1]]
-    return Replay(Path(path), chunk[0], chunk)
+    if isinstance(episode, bool) or not -len(episodes) <= episode < len(episodes):
+        raise LogError(str(path), f"no episode {episode}; the log holds {len(episodes)} "
+                                  f"(0..{len(episodes) - 1})")
+    return episodes[episode % len(episodes)]
 
 
 def to_interactions(path_or_events: str | os.PathLike[str] | Replay
                     | Iterable[BaseEvent | Mapping[str, Any]]) -> InteractionBatch:
-    """All interactions of a log file, a :class:`Replay` or an iterable of events."""
+    """All interactions of a log file (every episode, checked), a :class:`Replay` or an
+    iterable of :class:`Interactions` events."""
     if isinstance(path_or_events, str | os.PathLike):
-        return _concat_interactions(read_events(path_or_events))
+        return InteractionBatch.concat(r.interactions() for r in _episodes(Path(path_or_events)))
     if isinstance(path_or_events, Replay):
         return path_or_events.interactions()
-    return _concat_interactions(parse_event(e) for e in path_or_events)
+    events = [parse_event(e) for e in path_or_events]
+    return InteractionBatch.concat(e.batch() for e in events if isinstance(e, Interactions))
 
 
 def truncate_to_epoch(path: str | os.PathLike[str], epoch: int) -> int:
     """Cut a log back to the end of ``epoch`` so that a run can resume from there.
 
     Keeps every line up to and including the first :class:`EpochEnd` of ``epoch`` and drops
-    the rest (a later epoch's events, a ``RunEnd``, a truncated tail). The new file is
-    written beside the old one and swapped in with ``os.replace``, so a crash leaves either
-    the old or the new log.
+    the rest (a later epoch's events, a ``RunEnd``, a truncated tail), and deletes the chunk
+    files that no kept line names. The new file is written beside the old one and swapped in
+    with ``os.replace``, so a crash leaves either the old or the new log.
 
     Returns:
         The number of lines kept.
@@ -601,10 +1114,11 @@ def truncate_to_epoch(path: str | os.PathLike[str], epoch: int) -> int:
     epoch = int(epoch)
     path = Path(path)
     seen: list[Any] = []
+    kept_files: set[str] = set()
     kept = 0
     found = False
     with open(path, "rb") as src:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as dst:
                 for line in src:
@@ -612,6 +1126,8 @@ def truncate_to_epoch(path: str | os.PathLike[str], epoch: int) -> int:
                         break  # a truncated tail cannot precede the target line
                     dst.write(line)
                     kept += 1
+                    if line.startswith(b'{"type":"interaction_chunk"'):
+                        kept_files.add(Path(json.loads(line).get("file", "")).name)
                     if b'"epoch_end"' not in line:
                         continue
                     try:
@@ -636,4 +1152,9 @@ def truncate_to_epoch(path: str | os.PathLike[str], epoch: int) -> int:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+    chunks = chunk_dir(path)
+    if chunks.is_dir():
+        for f in chunks.iterdir():
+            if f.is_file() and f.name not in kept_files:
+                f.unlink()
     return kept
