@@ -53,14 +53,43 @@ def interaction_metrics(batch: InteractionBatch, payoff: PayoffConfig | None = N
     return row
 
 
+class NetworkMetricsCache:
+    """Network metrics of an edge list, recomputed only when the graph's structure changes.
+
+    The structural metrics (edges, degree, clustering, components, path length, density)
+    ignore weights, so they change only when an edge appears or is pruned: a static network
+    is measured once per run, a dynamic one after each epoch that pruned an edge. Nothing is
+    sampled or skipped; the values are those of :func:`envs.core.network.network_metrics`.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[np.ndarray, np.ndarray] | None = None
+        self._n = -1
+        self._row: dict[str, float] = {}
+
+    def __call__(self, n_agents: int, edges: tuple) -> dict[str, float]:
+        i, j, w = edges
+        i, j = np.asarray(i), np.asarray(j)
+        key = self._key
+        if (key is None or n_agents != self._n or key[0].shape != i.shape
+                or not np.array_equal(key[0], i) or not np.array_equal(key[1], j)):
+            self._row = {k: float(v) for k, v in network_metrics(n_agents, i, j, w).items()
+                         if k in NETWORK_KEYS}
+            self._key, self._n = (i.copy(), j.copy()), n_agents
+        return dict(self._row)
+
+
 def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
                   groups: Sequence[str], edges: tuple | None = None,
-                  payoff: PayoffConfig | None = None, threshold: float = 0.5) -> dict:
+                  payoff: PayoffConfig | None = None, threshold: float = 0.5,
+                  network_cache: NetworkMetricsCache | None = None) -> dict:
     """One epoch's metrics row from its interactions (and the network's edges at its end).
 
     ``payoff_<group>`` is the mean, over the group's agents, of the soft payoff each earned in
     the epoch's interactions (initiator side plus counterparty side; action costs excluded,
     since they are not interactions). ``payoff_gini`` is the Gini of those per-agent totals.
+    Pass one ``network_cache`` for all epochs of a run to skip recomputing the network
+    metrics of an unchanged graph.
     """
     row: dict[str, Any] = {"epoch": epoch}
     row.update(interaction_metrics(batch, payoff, threshold))
@@ -73,9 +102,7 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     row["transfers"] = float(batch.tau[acc].sum())
     row["governance_costs"] = float(batch.c_a[acc].sum() + batch.c_b[acc].sum())
     if edges is not None:
-        i, j, w = edges
-        row.update({k: float(v) for k, v in network_metrics(n_agents, i, j, w).items()
-                    if k in NETWORK_KEYS})
+        row.update((network_cache or NetworkMetricsCache())(n_agents, edges))
     return row
 
 
@@ -97,6 +124,7 @@ def _policy_groups(agents: Sequence[str], policies: Mapping[str, Policy]
 def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None,
             on_epoch: Callable[[dict], None] | None = None,
             on_step: Callable[[int, int], None] | None = None,
+            on_batch: Callable[[InteractionBatch], None] | None = None,
             use_arrays: bool | None = None) -> list[dict]:
     """Run one episode; return one metrics row per epoch (see :func:`epoch_metrics`).
 
@@ -109,6 +137,8 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             and the policies' generators running.
         on_epoch: called with each epoch's row as soon as it is complete.
         on_step: called with ``(steps_done, max_steps)`` after every step.
+        on_batch: called with each epoch's interactions (before ``on_epoch``), e.g. to
+            keep what a whole-run report needs without re-reading the log.
         use_arrays: force (True) or forbid (False) the batched array door; default: use it
             when the env is unwrapped and every policy is array-batched.
 
@@ -137,6 +167,7 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     rows: list[dict] = []
     epoch_batches: list[InteractionBatch] = []
     actions = np.zeros((n, len(base.nvec)), dtype=np.int64)
+    net_cache = NetworkMetricsCache()
     for t in range(max_steps):
         if use_arrays:
             for pol, idx, _ in groups:
@@ -155,9 +186,12 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             on_step(t + 1, max_steps)
         if (t + 1) % spe == 0:
             epoch = t // spe
-            row = epoch_metrics(InteractionBatch.concat(epoch_batches), epoch=epoch,
-                                n_agents=n, groups=group_labels,
-                                edges=base.network.edge_list(), payoff=payoff)
+            batch = InteractionBatch.concat(epoch_batches)
+            if on_batch is not None:
+                on_batch(batch)
+            row = epoch_metrics(batch, epoch=epoch, n_agents=n, groups=group_labels,
+                                edges=base.network.edge_list(), payoff=payoff,
+                                network_cache=net_cache)
             rows.append(row)
             epoch_batches = []
             if on_epoch is not None:
@@ -175,10 +209,11 @@ def metrics_from_events(path: str | Path, episode: int | None = None) -> list[di
     groups = start.groups or ["agent"] * n
     by_epoch = rep.by_epoch()
     rows = []
+    cache = NetworkMetricsCache()
     for end, edges in zip(rep.epoch_ends, rep.edge_lists()):
         batch = by_epoch.get(end.epoch, InteractionBatch.empty(0))
         rows.append(epoch_metrics(batch, epoch=end.epoch, n_agents=n, groups=groups,
-                                  edges=edges, payoff=payoff))
+                                  edges=edges, payoff=payoff, network_cache=cache))
     return rows
 
 
