@@ -2,19 +2,32 @@
 
 Commands::
 
-    distsafe run CONFIG [--seed N] [--out DIR] [--quiet]
-    distsafe replay EVENTS [--out CSV]
+    distsafe run CONFIG [--seed N] [--out DIR] [--overwrite | --resume]
+                        [--log-format arrow|parquet|jsonl] [--quiet]
+    distsafe replay EVENTS [--out CSV] [--episode K]
     distsafe validate CONFIG [CONFIG ...]
     distsafe list
+    distsafe --version
 
-``run`` writes a run folder (default ``runs/<scenario>-seed<seed>``) holding ``config.yaml``
-(the resolved scenario, seed included), ``events.jsonl`` (the event log) and ``metrics.csv``
-(one row per epoch), and prints one table row per epoch as it goes. ``replay`` recomputes the
-same rows from an event log: ``distsafe replay RUN/events.jsonl --out x.csv`` reproduces
+``run`` writes a run folder (default ``runs/<scenario>-seed<seed>``; see
+:mod:`baselines.runfolder`) holding ``config.yaml`` (the resolved scenario, seed included),
+``events.jsonl`` (the event log; its ``run_start`` carries the run's identity),
+``events.interactions/`` (the interactions, one columnar chunk per epoch) and ``metrics.csv``
+(one row per complete epoch), and prints one table row per epoch as it goes, then the whole
+run's report, computed from what the run holds in memory. ``replay`` recomputes the same rows
+from an event log: ``distsafe replay RUN/events.jsonl --out x.csv`` reproduces
 ``RUN/metrics.csv`` byte for byte.
 
-Every configuration problem is one line on stderr, ``distsafe: error: <file>: <field>: <what>``,
-with exit status 2 (as for argparse usage errors).
+A folder that already holds a run is refused unless ``--overwrite`` (replace it whole) or
+``--resume`` (continue it from its last complete epoch, after checking that the folder's run
+is this one: same resolved scenario, seed, version and log format; a difference is named and
+nothing is changed). A second concurrent writer fails at once. Ctrl-C or SIGTERM stop the run
+after writing ``metrics.csv`` of its complete epochs and print the command that resumes it
+(exit 130); an OS error (disk full, permission denied) does the same with one line and exit 1.
+
+Every configuration problem is a line on stderr, ``distsafe: error: <file>: <field>: <what>``
+(all problems of a file, one line each), with exit status 2 (as for argparse usage errors);
+so is an event log that fails its checks (``<file>:<line>: <field>: <what>``).
 """
 
 from __future__ import annotations
@@ -23,11 +36,14 @@ import argparse
 import math
 import os
 import secrets
+import signal
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -127,8 +143,54 @@ def _build(scenario: Any, source: str, **kwargs: Any):
         raise _Failure(f"{source}: {' '.join(str(e).split())}") from None
 
 
+class _Stop(Exception):
+    """A run that stopped early (interrupt, OS error): exit status and what to print."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _preflight(scenario: Any, source: str) -> None:
+    """Everything a run would trip over, before any file is touched."""
+    from baselines import scenario as scenario_module
+
+    check = getattr(scenario_module, "preflight", None)
+    if check is not None:
+        check(scenario, source)
+        return
+    env, _ = _build(scenario, source, seed=0)
+    try:
+        env.reset(seed=0)  # network generation happens here
+    except ValueError as e:
+        raise _Failure(f"{source}: {' '.join(str(e).split())}") from None
+    finally:
+        env.close()
+
+
+class _SlimRun:
+    """What the whole-run report needs, kept from each epoch (no re-reading of the log)."""
+
+    FIELDS = ("accepted", "v", "p", "tau", "c_a", "c_b", "payoff_a", "payoff_b")
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def __call__(self, batch: Any) -> None:
+        self.parts.append({k: getattr(batch, k) for k in self.FIELDS})
+
+    def batch(self) -> Any:
+        from envs.core.records import InteractionBatch
+
+        cols = {k: np.concatenate([p[k] for p in self.parts]) if self.parts else
+                np.zeros(0) for k in self.FIELDS}
+        return InteractionBatch.from_columns(cols, n=len(cols["p"]))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from baselines.runner import rollout, write_metrics_csv
+    from baselines.runfolder import RunFolder, RunFolderError, run_identity
+    from baselines.runner import metrics_csv_text, rollout
+    from envs.core.events import EventLog
 
     scenario = _load(args.config)
     _warn_governance(scenario)
@@ -137,54 +199,168 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed = secrets.randbelow(2**31)  # recorded in config.yaml, so the run can be redone
     scenario = scenario.model_copy(
         update={"simulation": scenario.simulation.model_copy(update={"seed": seed})})
+    if args.overwrite and args.resume:
+        raise _Failure("--overwrite and --resume exclude each other")
+    _preflight(scenario, args.config)  # a bad config fails here, before any file is touched
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{seed}"
+    resume_hint = f"{PROG} run {args.config} --out {out} --resume" + (
+        f" --seed {seed}" if args.seed is not None else "")
+    scenario_dump = scenario.model_dump(mode="json")
+    folder = RunFolder(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        if args.resume:
+            resume_after, fmt, identity = _open_for_resume(folder, scenario_dump, seed,
+                                                           args.log_format, resume_hint)
+        else:
+            fmt = args.log_format or "arrow"
+            identity = run_identity(scenario_dump, seed, fmt)
+            resume_after = -1
+            if args.overwrite and folder.path.is_dir():
+                folder.lock()
+                folder.clear()
+            else:
+                folder.create()
+    except RunFolderError as e:
+        raise _Failure(str(e)) from None
     except OSError as e:
-        raise _Failure(f"{out}: cannot create the run folder ({e.strerror or e})") from None
+        raise _Failure(f"{e.filename or out}: cannot use the run folder "
+                       f"({e.strerror or e})") from None
+    try:
+        return _run_in(folder, scenario, seed, args, identity, fmt, resume_after,
+                       resume_hint, rollout, metrics_csv_text, EventLog)
+    finally:
+        folder.release()
+
+
+def _open_for_resume(folder: Any, scenario_dump: dict, seed: int, fmt: str | None,
+                     hint: str) -> tuple[int, str, dict]:
+    """Lock, read and check an interrupted run; returns (last complete epoch, format,
+    identity). Refusals change nothing."""
+    from baselines.runfolder import identity_differences, run_identity
+    from envs.core.events import LogError, replay
+
+    out = folder.path
+    if not out.is_dir():
+        raise _Failure(f"{out}: no run folder to resume; start the run without --resume")
+    folder.lock()
     events = out / "events.jsonl"
-    resume_after = _resume_point(events) if args.resume else -1
-    if resume_after < 0:
-        events.unlink(missing_ok=True)  # a rerun replaces the run, it does not append to it
-    (out / "config.yaml").write_text(
-        yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    env, policies = _build(scenario, args.config, seed=seed,
-                           event_log=None if resume_after >= 0 else events)
+    if not events.is_file():
+        raise _Failure(f"{events}: no event log to resume from; start the run again with "
+                       "--overwrite")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a torn last line is expected
+            rep = replay(events, episode=0)
+    except LogError as e:
+        raise _Failure(f"cannot resume: {e}") from None
+    recorded = rep.run_start.identity
+    if not recorded:
+        raise _Failure(f"{events}: cannot resume: the log records no run identity (written "
+                       "by an older distsafe); start it again with --overwrite")
+    fmt = fmt or recorded.get("log_format", "arrow")
+    identity = run_identity(scenario_dump, seed, fmt)
+    diffs = identity_differences(recorded, identity)
+    if diffs:
+        raise _Failure(f"{events}: cannot resume: this command describes another run; "
+                       f"{'; '.join(diffs[:5])}" + (f" (+{len(diffs) - 5} more)"
+                                                     if len(diffs) > 5 else ""))
+    return rep.last_complete_epoch, fmt, identity
+
+
+def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
+            identity: dict, fmt: str, resume_after: int, hint: str, rollout: Any,
+            metrics_csv_text: Any, EventLog: Any) -> int:
+    from envs.core.events import truncate_to_epoch
+
+    out = folder.path
+    events = out / "events.jsonl"
+    if resume_after >= 0:
+        truncate_to_epoch(events, resume_after)
+        print(f"resuming from epoch {resume_after + 1}", file=sys.stderr)
+    folder.write_text("config.yaml", yaml.safe_dump(scenario.model_dump(mode="json"),
+                                                    sort_keys=False))
+    log = None if resume_after >= 0 else EventLog(events, format=fmt, identity=identity)
+    env, policies = _build(scenario, args.config, seed=seed, event_log=log)
     table = None if args.quiet else MetricsTable(sys.stdout)
     bar = ProgressBar(sys.stderr) if not args.quiet else None
-    on_epoch = table
+    on_epoch: Any = table
     if resume_after >= 0:
-        on_epoch = _Resumer(env, events, resume_after, table, args.config)
+        on_epoch = _Resumer(env, events, resume_after, table, args.config, fmt, identity)
+    slim = _SlimRun()
+    rows: list[dict] = on_epoch.rows if isinstance(on_epoch, _Resumer) else []
+    if not isinstance(on_epoch, _Resumer):
+        rows_sink = rows
+
+        def on_epoch_plain(row: dict) -> None:
+            rows_sink.append(row)
+            if table is not None:
+                table(row)
+        on_epoch = on_epoch_plain
+    previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        rows = rollout(env, policies, seed=seed, on_epoch=on_epoch, on_step=bar)
+        rollout(env, policies, seed=seed, on_epoch=on_epoch, on_step=bar, on_batch=slim)
+        _finish_log(env, events)
+    except KeyboardInterrupt:
+        _close_quietly(env)
+        _save_rows(folder, rows, metrics_csv_text)
+        done = f"after epoch {rows[-1]['epoch']}" if rows else "before its first epoch ended"
+        raise _Stop(130, f"interrupted {done}; {len(rows)} complete epochs are in "
+                         f"{out / 'metrics.csv'}; resume with: {hint}") from None
+    except OSError as e:
+        _close_quietly(env)
+        _save_rows(folder, rows, metrics_csv_text)
+        raise _Stop(1, f"{e.filename or out}: {e.strerror or e}; the run stopped with "
+                       f"{len(rows)} complete epochs; free the space or fix the "
+                       f"permissions, then resume with: {hint}") from None
     except ValueError as e:  # e.g. a network the topology cannot generate at reset
+        _close_quietly(env)
         raise _Failure(f"{args.config}: {' '.join(str(e).split())}") from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
-        env.close()
-    write_metrics_csv(rows, out / "metrics.csv")
+    env.close()
+    folder.write_text("metrics.csv", metrics_csv_text(rows))
     if not args.quiet:
-        _print_run_report(events)
+        _print_report(slim.batch(), scenario.payoff)
     print(out)
     return 0
 
 
-def _resume_point(events: Path) -> int:
-    """The last complete epoch of an interrupted run's log (-1: start afresh)."""
-    from envs.core.events import replay, truncate_to_epoch
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # stop like Ctrl-C: complete epochs kept, resumable
 
-    if not events.is_file():
-        return -1
+
+def _close_quietly(env: Any) -> None:
     try:
-        rep = replay(events)
-    except ValueError as e:
-        raise _Failure(f"{events}: cannot resume: {e}") from None
-    if rep.last_complete_epoch < 0:
-        return -1
-    if not rep.complete:
-        truncate_to_epoch(events, rep.last_complete_epoch)
-    return rep.last_complete_epoch
+        env.close()
+    except Exception:  # noqa: BLE001 - the first error is the one to report
+        pass
+
+
+def _save_rows(folder: Any, rows: list[dict], metrics_csv_text: Any) -> None:
+    try:
+        folder.write_text("metrics.csv", metrics_csv_text(rows))
+    except OSError:
+        pass  # a full disk may refuse this too; --resume rebuilds it from the log
+
+
+def _finish_log(env: Any, events: Path) -> None:
+    """A resumed run whose log had every epoch but no run_end: write it now."""
+    base = env.unwrapped
+    log = base.event_log
+    if log is not None and not log.closed:
+        tail = _last_line(events)
+        if not tail.startswith(b'{"type":"run_end"'):
+            log.run_end(step=base.max_steps - 1, epoch=base.config.n_epochs - 1)
+
+
+def _last_line(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - 4096))
+        lines = fh.read().splitlines()
+    return lines[-1] if lines else b""
 
 
 class _Resumer:
@@ -192,12 +368,13 @@ class _Resumer:
     against the log, then appends the rest of the run to the same log."""
 
     def __init__(self, env: Any, events: Path, last_epoch: int, table: Any,
-                 source: str) -> None:
+                 source: str, fmt: str, identity: dict) -> None:
         from baselines.runner import metrics_from_events
 
         self.env, self.events, self.last, self.table = env.unwrapped, events, last_epoch, table
-        self.source = source
-        self.logged = metrics_from_events(events)
+        self.source, self.fmt, self.identity = source, fmt, identity
+        self.logged = metrics_from_events(events, episode=0)
+        self.rows: list[dict] = []
 
     def __call__(self, row: dict) -> None:
         from envs.core.events import EventLog
@@ -208,7 +385,9 @@ class _Resumer:
                 raise _Failure(f"{self.events}: cannot resume: epoch {epoch} of the log differs "
                                f"from a re-run of {self.source} (config or code changed?)")
             if epoch == self.last:
-                self.env.event_log = EventLog(self.events, mode="a")
+                self.env.event_log = EventLog(self.events, mode="a", format=self.fmt,
+                                              identity=self.identity)
+        self.rows.append(row)
         if self.table is not None:
             self.table(row)
 
@@ -219,36 +398,39 @@ def _fmt_row(row: dict) -> list[str]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from baselines.runner import metrics_from_events, write_metrics_csv
+    from envs.core.events import LogError, replay
 
     path = Path(args.events)
     if not path.is_file():
         raise _Failure(f"{path}: no such file")
     try:
         rows = metrics_from_events(path, args.episode)
-    except (ValueError, KeyError) as e:
-        raise _Failure(f"{path}: not a readable event log ({' '.join(str(e).split())})") \
-            from None
+        rep = replay(path, args.episode)
+    except LogError as e:
+        raise _Failure(str(e)) from None
     table = MetricsTable(sys.stdout)
     for row in rows:
         table(row)
-    _print_run_report(path, args.episode)
+    from envs.core.payoff import PayoffConfig
+
+    _print_report(rep.interactions(), PayoffConfig(**rep.run_start.config.get("payoff", {})))
     if args.out:
         write_metrics_csv(rows, args.out)
     return 0
 
 
-def _print_run_report(events: Path, episode: int | None = None) -> None:
+LEGEND = ("'-' (nan): undefined for this set, e.g. a quality gap with no rejected "
+          "interactions, or a metric of an empty epoch")
+
+
+def _print_report(batch: Any, payoff: Any) -> None:
     """The whole run's soft metrics beside their hard-label twins."""
     from baselines.runner import interaction_metrics
-    from envs.core.events import replay
     from envs.core.metrics import MetricsReporter
-    from envs.core.payoff import PayoffConfig
 
-    rep = replay(events, episode)
-    b = rep.interactions()
-    payoff = PayoffConfig(**rep.run_start.config.get("payoff", {}))
-    print(f"\nwhole run ({len(b)} interactions): soft labels vs. hard labels at p >= 0.5")
-    print(MetricsReporter.format_metrics(interaction_metrics(b, payoff)))
+    print(f"\nwhole run ({len(batch)} interactions): soft labels vs. hard labels at p >= 0.5")
+    print(MetricsReporter.format_metrics(interaction_metrics(batch, payoff)))
+    print(LEGEND)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -258,15 +440,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.configs:
         try:
             scenario = _load(path)
-            env, _ = _build(scenario, path, seed=0)
-            try:
-                env.reset(seed=0)  # network generation happens here
-            except ValueError as e:
-                raise _Failure(f"{path}: {' '.join(str(e).split())}") from None
-            finally:
-                env.close()
+            _preflight(scenario, path)
         except (ConfigError, _Failure) as e:
-            print(f"{PROG}: error: {e}", file=sys.stderr)
+            _print_error(e)
             status = 2
             continue
         _warn_governance(scenario)
@@ -276,13 +452,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     import envs
-    from baselines.scripted import POLICIES
+    from baselines import scripted
 
+    policies = getattr(scripted, "available_policies", lambda: scripted.POLICIES)()
     print("environments:")
     for env_id in sorted(envs.registry):
         print(f"  {env_id}")
-    print("policies:")
-    for name, cls in sorted(POLICIES.items()):
+    print("policies (or any `package.module:Class` Policy subclass):")
+    for name, cls in sorted(policies.items()):
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"  {name:<14}{doc[0] if doc else ''}")
     print(f"configs ({CONFIGS_DIR}):")
@@ -292,6 +469,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not files:
         print("  (none)")
     return 0
+
+
+def _print_error(e: Exception) -> None:
+    """One ``distsafe: error:`` line per problem (a config may have several)."""
+    for line in str(e).splitlines() or [type(e).__name__]:
+        print(f"{PROG}: error: {line}", file=sys.stderr)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("distsafe")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 # --------------------------------------------------------------------------- parser
@@ -309,16 +501,24 @@ def _seed(text: str) -> int:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="distsafe: distributional safety in multi-agent systems.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a scenario YAML file and write a run folder")
     p.add_argument("config", help="scenario YAML file (see configs/)")
     p.add_argument("--seed", type=_seed, help="run seed (default: the scenario's seed)")
     p.add_argument("--out", metavar="DIR",
-                   help="run folder (default: runs/<scenario name>-seed<seed>); "
-                        "its events.jsonl, metrics.csv and config.yaml are replaced")
+                   help="run folder (default: runs/<scenario name>-seed<seed>); it must not "
+                        "hold another run (see --overwrite, --resume)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run folder whole if it already holds a run")
     p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out from its last complete epoch")
+                   help="continue an interrupted run in --out from its last complete epoch "
+                        "(refused, changing nothing, if the folder holds another run)")
+    p.add_argument("--log-format", choices=("arrow", "parquet", "jsonl"), default=None,
+                   help="how interactions are logged: columnar chunks in "
+                        "events.interactions/ (arrow: Arrow IPC, the default; parquet) or "
+                        "JSON lines inside events.jsonl (jsonl, for small runs)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no table; print only the run folder")
     p.set_defaults(func=cmd_run)
@@ -348,8 +548,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (ConfigError, _Failure) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        _print_error(e)
         return 2
+    except _Stop as e:
+        print(f"\n{PROG}: {'error: ' if e.status != 130 else ''}{e}", file=sys.stderr)
+        return e.status
     except BrokenPipeError:  # stdout closed early (`distsafe replay ... | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -15,6 +15,7 @@ from the env's preallocated observation arrays; otherwise it uses the PettingZoo
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -217,18 +218,22 @@ def metrics_from_events(path: str | Path, episode: int | None = None) -> list[di
     return rows
 
 
+def metrics_csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Metric rows as CSV text; floats keep full precision (``repr``)."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(keys)
+    for r in rows:
+        w.writerow([_fmt(r.get(k, math.nan)) for k in keys])
+    return buf.getvalue()
+
+
 def write_metrics_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     """Write metric rows as CSV; floats keep full precision (``repr``)."""
-    path = Path(path)
-    if not rows:
-        path.write_text("")
-        return
-    keys = list(rows[0])
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(keys)
-        for r in rows:
-            w.writerow([_fmt(r.get(k, math.nan)) for k in keys])
+    Path(path).write_text(metrics_csv_text(rows), newline="")
 
 
 def read_metrics_csv(path: str | Path) -> list[dict[str, float]]:

@@ -650,13 +650,10 @@ class SandboxEnv(ParallelEnv):
                 pend.edge = idx
                 self._pending = pend.select(alive)
         if self.event_log is not None:
-            i, j, w = net.edge_list()
             self.event_log.epoch_end(
-                epoch=epoch, step=self.t - 1,
-                edges={"i": i.tolist(), "j": j.tolist(), "w": w.tolist()},
-                state={"reputation": self.reputation.tolist(),
-                       "resources": self.resources.tolist(),
-                       "frozen": self.frozen.tolist()})
+                epoch=epoch, step=self.t - 1, edges=net.edge_list(),
+                state={"reputation": self.reputation, "resources": self.resources,
+                       "frozen": self.frozen})
 
     # ------------------------------------------------------------------ observations
     def _write_observations(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,13 +58,19 @@ def test_replay_reproduces_metrics_byte_for_byte(baseline_run, tmp_path):
     assert proc.stdout.splitlines() == run_table
 
 
+def folder_bytes(path: Path) -> dict[str, bytes]:
+    """Every file of a run folder (chunks included, the lock file excluded) by name."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
 def test_same_seed_gives_identical_runs(baseline_run, tmp_path):
     out, _ = baseline_run
     proc = distsafe("run", BASELINE, "--seed", "42", "--out", tmp_path / "again", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(tmp_path / "again")
-    for name in ("events.jsonl", "metrics.csv"):
-        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+    assert folder_bytes(tmp_path / "again") == folder_bytes(out)
+    assert any(name.startswith("events.interactions/") for name in folder_bytes(out))
 
 
 def test_seed_flag_overrides_the_scenario_seed(baseline_run, tmp_path):
@@ -75,12 +82,22 @@ def test_seed_flag_overrides_the_scenario_seed(baseline_run, tmp_path):
     assert (tmp_path / "s3" / "events.jsonl").read_bytes() != (out / "events.jsonl").read_bytes()
 
 
-def test_rerun_into_the_same_folder_replaces_the_log(baseline_run, tmp_path):
+def test_a_rerun_is_refused_unless_overwrite_which_replaces_the_folder_whole(baseline_run,
+                                                                           tmp_path):
     out, _ = baseline_run
-    for _ in range(2):
-        proc = distsafe("run", BASELINE, "--out", tmp_path / "r", "--quiet")
-        assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "r" / "events.jsonl").read_bytes() == (out / "events.jsonl").read_bytes()
+    r = tmp_path / "r"
+    assert distsafe("run", BASELINE, "--out", r, "--quiet", "--seed", "1").returncode == 0
+    before = folder_bytes(r)
+    proc = distsafe("run", BASELINE, "--out", r, "--quiet")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"distsafe: error: {r}: already holds a run; pass --overwrite to replace it or "
+        "--resume to continue it"]
+    assert folder_bytes(r) == before  # refused: nothing changed
+    (r / "notes.txt").write_text("stale")
+    proc = distsafe("run", BASELINE, "--out", r, "--quiet", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert folder_bytes(r) == folder_bytes(out)  # the seed-42 run, and nothing else
 
 
 def _bad_config(tmp_path: Path) -> Path:
@@ -100,6 +117,15 @@ def test_bad_config_is_one_line_exit_2(tmp_path, command):
     assert lines == [f"distsafe: error: {path}: payoff.s_plus: Input should be greater than "
                      "or equal to 0 (got -1)"]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_config_leaves_an_existing_run_folder_untouched(baseline_run, tmp_path):
+    out, _ = baseline_run
+    before = folder_bytes(out)
+    for flags in ([], ["--overwrite"], ["--resume"]):
+        proc = distsafe("run", _bad_config(tmp_path), "--out", out, *flags)
+        assert proc.returncode == 2 and "payoff.s_plus" in proc.stderr, flags
+        assert folder_bytes(out) == before, flags
 
 
 def test_missing_files_exit_2(tmp_path):
@@ -172,32 +198,64 @@ def test_metrics_table_format():
     ]
 
 
-def test_resume_after_a_crash_reproduces_the_whole_run(tmp_path):
+@pytest.mark.parametrize("fmt", ["arrow", "jsonl"])
+def test_resume_after_a_crash_reproduces_the_whole_run(tmp_path, fmt):
     """Cut a finished run's log mid-epoch (as a crash would), resume: identical outputs."""
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert distsafe("run", "configs/network_effects.yaml", "--out", str(full),
-                     "--quiet").returncode == 0
-    lines = (full / "events.jsonl").read_text().splitlines(keepends=True)
+                     "--quiet", "--log-format", fmt).returncode == 0
+    shutil.copytree(full, cut)
+    lines = (cut / "events.jsonl").read_text().splitlines(keepends=True)
     ends = [i for i, ln in enumerate(lines) if '"type":"epoch_end"' in ln]
-    keep = lines[:ends[6] + 3]  # epoch 6 complete, part of epoch 7, then a torn line
-    cut.mkdir()
-    (cut / "events.jsonl").write_text("".join(keep) + lines[ends[6] + 3][:25])
+    # epoch 6 complete, epoch 7's chunk or lines, then a torn line
+    keep = lines[:ends[7]]
+    (cut / "events.jsonl").write_text("".join(keep) + lines[ends[7]][:25])
+    (cut / "metrics.csv").unlink()
     res = distsafe("run", "configs/network_effects.yaml", "--out", str(cut), "--resume",
                     "--quiet")
     assert res.returncode == 0, res.stderr
-    assert (cut / "events.jsonl").read_bytes() == (full / "events.jsonl").read_bytes()
-    assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+    assert "resuming from epoch 7" in res.stderr
+    assert folder_bytes(cut) == folder_bytes(full)
 
 
-def test_resume_refuses_a_log_from_another_config(tmp_path):
+def test_resume_refuses_another_run_naming_the_field_and_changes_nothing(tmp_path):
     out = tmp_path / "run"
     assert distsafe("run", "configs/baseline.yaml", "--out", str(out), "--quiet",
                      "--seed", "1").returncode == 0
+    before = folder_bytes(out)
     res = distsafe("run", "configs/baseline.yaml", "--out", str(out), "--quiet", "--seed",
                     "2", "--resume")
     assert res.returncode == 2
-    assert "cannot resume: epoch 0 of the log differs" in res.stderr
+    assert "cannot resume: this command describes another run; seed: the run has 1, this " \
+           "command has 2" in res.stderr
     assert "Traceback" not in res.stderr
+    longer = tmp_path / "longer.yaml"
+    longer.write_text((ROOT / BASELINE).read_text().replace("n_epochs: 10", "n_epochs: 12"))
+    res = distsafe("run", longer, "--out", str(out), "--seed", "1", "--resume")
+    assert res.returncode == 2
+    assert "scenario.simulation.n_epochs: the run has 10, this command has 12" in res.stderr
+    assert folder_bytes(out) == before
+
+
+def test_resume_needs_an_existing_run_folder(tmp_path):
+    res = distsafe("run", BASELINE, "--out", tmp_path / "nowhere", "--resume")
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [f"distsafe: error: {tmp_path / 'nowhere'}: no run "
+                                       "folder to resume; start the run without --resume"]
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_resume_completes_a_missing_run_end(baseline_run, tmp_path):
+    out, _ = baseline_run
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    lines = (cut / "events.jsonl").read_bytes().splitlines(keepends=True)
+    assert lines[-1].startswith(b'{"type":"run_end"')
+    (cut / "events.jsonl").write_bytes(b"".join(lines[:-1]))  # killed before run_end
+    res = distsafe("run", BASELINE, "--out", cut, "--resume", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "resuming from epoch 10" in res.stderr
+    assert folder_bytes(cut) == folder_bytes(out)
 
 
 def test_replay_picks_an_episode_of_a_multi_episode_log(tmp_path):

@@ -13,7 +13,7 @@ Formats (``EventLog(path, format=...)``):
 - ``"arrow"`` (the default of ``distsafe run``) and ``"parquet"``: the interactions of each
   epoch are buffered and written, when the epoch ends (or every ``chunk_rows`` rows), as one
   chunk file in the folder ``<stem>.interactions/`` beside ``path`` — an Arrow IPC file
-  (zstd) or a Parquet file (zstd), one column per :class:`InteractionBatch` field with its
+  (lz4) or a Parquet file (zstd), one column per :class:`InteractionBatch` field with its
   exact dtype — and the JSON lines get one :class:`InteractionChunk` event naming the file.
   A chunk is written beside under a dot-name and renamed into place before its line is
   written, so a line never names a missing or partial file. The folder is readable as one
@@ -408,7 +408,9 @@ def _repair_tail(path: Path) -> None:
 def _arrow_table(batch: InteractionBatch) -> Any:
     import pyarrow as pa
 
-    return pa.table({k: getattr(batch, k) for k in InteractionBatch.FIELDS})
+    # from_arrays: pa.table(dict) would import pandas (0.2 s) to check for a DataFrame
+    return pa.Table.from_arrays([pa.array(getattr(batch, k)) for k in InteractionBatch.FIELDS],
+                                names=list(InteractionBatch.FIELDS))
 
 
 def _write_chunk(batch: InteractionBatch, path: Path, fmt: str) -> None:
@@ -419,7 +421,7 @@ def _write_chunk(batch: InteractionBatch, path: Path, fmt: str) -> None:
         if fmt == "arrow":
             import pyarrow as pa
 
-            options = pa.ipc.IpcWriteOptions(compression="zstd")
+            options = pa.ipc.IpcWriteOptions(compression="lz4")  # 40 % faster than zstd
             with pa.OSFile(str(tmp), "wb") as sink, \
                     pa.ipc.new_file(sink, table.schema, options=options) as writer:
                 writer.write_table(table)

@@ -1,0 +1,188 @@
+"""Run folders: one folder belongs to one run.
+
+A run folder holds ``config.yaml`` (the resolved scenario, seed included), ``events.jsonl``
+(the event log, whose ``run_start`` carries the run's :func:`run_identity`), its columnar
+interaction chunks in ``events.interactions/``, and ``metrics.csv`` (one row per complete
+epoch). The rules that keep it honest:
+
+- **One writer.** :meth:`RunFolder.lock` takes an exclusive ``flock`` on ``.lock`` inside
+  the folder; a second writer fails at once, naming the holder's pid. The lock dies with
+  its process, so a killed run never leaves a stale lock.
+- **One run.** An existing, non-empty folder is refused unless the caller replaces it
+  (``--overwrite``, which empties it under the lock first) or continues it (``--resume``,
+  which first checks that the identity recorded in its log equals this run's, field by
+  field, and changes nothing when it does not).
+- **Write beside, then rename.** ``config.yaml`` and ``metrics.csv`` are written under a
+  dot-name and renamed into place (:meth:`RunFolder.write_text`), so a reader never sees half
+  a file and a crash never leaves a file of one run beside another's.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = RunFolder(pathlib.Path(tempfile.mkdtemp()) / "run")
+    >>> folder.create()
+    >>> folder.write_text("config.yaml", "name: x\\n")
+    >>> sorted(p.name for p in folder.path.iterdir())
+    ['.lock', 'config.yaml']
+    >>> folder.release()
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunFolder", "RunFolderError", "identity_differences", "run_identity"]
+
+LOCK = ".lock"
+
+
+class RunFolderError(Exception):
+    """The folder cannot be used as asked (held by another run, not a run, ...)."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("distsafe")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
+
+
+def run_identity(scenario: Mapping[str, Any], seed: int, log_format: str) -> dict[str, Any]:
+    """What makes a run this run: the resolved scenario, the seed, the package version and
+    the log format, with a short hash of them (``hash``).
+
+    Example:
+        >>> a = run_identity({"name": "x"}, 1, "arrow")
+        >>> b = run_identity({"name": "x"}, 2, "arrow")
+        >>> a["hash"] != b["hash"], identity_differences(a, b)
+        (True, ['seed: the run has 1, this command has 2'])
+    """
+    ident: dict[str, Any] = {"scenario": json.loads(json.dumps(scenario)), "seed": int(seed),
+                             "distsafe": _version(), "log_format": log_format}
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    ident["hash"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return ident
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    if isinstance(obj, list):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out or {prefix: []}
+    return {prefix: obj}
+
+
+def identity_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The fields (dotted paths) in which two identities differ, each with both values;
+    top-level fields (seed, version, log format) first."""
+    old = _flatten({k: v for k, v in recorded.items() if k != "hash"})
+    new = _flatten({k: v for k, v in current.items() if k != "hash"})
+    out = []
+    for key in sorted(old.keys() | new.keys(), key=lambda k: ("." in k or "[" in k, k)):
+        a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
+        if a != b or type(a) is not type(b):
+            out.append(f"{key}: the run has {a!r}, this command has {b!r}")
+    return out
+
+
+class RunFolder:
+    """A run folder and the lock that makes it one writer's (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------------ state
+    def holds_a_run(self) -> bool:
+        """Whether the folder exists with anything in it besides a lock file."""
+        return self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir())
+
+    def _holder(self) -> str:
+        try:
+            pid = (self.path / LOCK).read_text().strip()
+        except OSError:
+            pid = ""
+        return f" (pid {pid})" if pid else ""
+
+    # ------------------------------------------------------------------ lock
+    def lock(self) -> None:
+        """Take the folder's lock or fail at once if another process holds it."""
+        import fcntl
+
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise RunFolderError(
+                    f"{self.path}: another distsafe run{self._holder()} is writing to this "
+                    "folder; wait for it or choose another --out") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Release the lock (the lock file stays; an unlocked file means no writer)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def create(self) -> None:
+        """Create the folder (parents included) and lock it; an existing empty folder is
+        fine, one that holds a run is refused."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock()
+        if self.holds_a_run():
+            self.release()
+            raise RunFolderError(
+                f"{self.path}: already holds a run; pass --overwrite to replace it or "
+                "--resume to continue it")
+
+    def clear(self) -> None:
+        """Empty the (locked) folder for a new run: ``--overwrite``."""
+        if self._lock_fd is None:
+            raise RuntimeError("RunFolder.clear() needs the lock")
+        for p in self.path.iterdir():
+            if p.name == LOCK:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    # ------------------------------------------------------------------ files
+    def write_text(self, name: str, text: str) -> Path:
+        """Write ``name`` beside (a dot-name), fsync, then rename it into place."""
+        final = self.path / name
+        tmp = self.path / f".{name}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return final
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
