@@ -7,6 +7,7 @@ per agent that nobody reads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -23,7 +24,28 @@ def stack_actions(actions: Any, agents: Sequence[str], index: dict[str, int],
     """Gather a ``{agent: action}`` dict (or an ``(n, d)`` array) into an int64 array.
 
     Agents missing from the dict take ``noop``. Every value is checked against ``nvec`` in one
-    vectorised pass; the first offending agent is named in the :class:`ActionError`.
+    vectorised pass (integer vectors, the common case, cost one ``np.concatenate`` and two
+    comparisons); only when that check fails is the input searched for the first offending
+    agent, which the :class:`ActionError` names together with the dimension, the allowed
+    values and the value received as given (a float or a huge integer is shown as it is, not
+    as the integer it would wrap to).
+
+    Args:
+        actions: ``{agent: action vector}`` or an ``(n_agents, n_dims)`` array.
+        agents: Agent names in index order.
+        index: Agent name -> row.
+        nvec: Number of values of each action dimension.
+        dim_names: Name of each action dimension.
+        env_name: Environment name used in messages.
+        noop: The action of an agent missing from the dict.
+
+    Returns:
+        The ``(n_agents, n_dims)`` int64 actions.
+
+    Raises:
+        ActionError: Unknown agents, a wrong shape, a value that is not an integer (strings,
+            ``None``, complex numbers, nested junk, non-integral or non-finite floats), or an
+            integer outside its dimension's range.
     """
     n, d = len(agents), len(nvec)
     if isinstance(actions, np.ndarray):
@@ -31,7 +53,7 @@ def stack_actions(actions: Any, agents: Sequence[str], index: dict[str, int],
         if arr.shape != (n, d):
             raise ActionError(f"{env_name}: batched actions must have shape ({n}, {d}), "
                               f"got {arr.shape}")
-        names = agents
+        pairs: Any = None
     elif isinstance(actions, dict):
         if len(actions) == n and list(actions) == agents:  # full and in order: no lookups
             vals = list(actions.values())
@@ -42,42 +64,85 @@ def stack_actions(actions: Any, agents: Sequence[str], index: dict[str, int],
             unknown = [a for a in actions if a not in index]
             raise ActionError(f"{env_name}: actions given for unknown agents {unknown[:5]}; "
                               f"agents are {list(agents[:5])}{'...' if n > 5 else ''}")
+        pairs = zip(agents, vals)
         try:  # one C-level pass when every action is a flat vector (the common case)
             arr = np.concatenate(vals)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             arr = None
         if arr is None or arr.shape != (n * d,):
-            _raise_bad_shape(actions, d, dim_names, env_name)
+            _raise_bad_entry(pairs, d, nvec, dim_names, env_name)
         arr = arr.reshape(n, d)
-        names = agents
     else:
         raise ActionError(f"{env_name}: step() expects a dict {{agent: action}} or an array of "
                           f"shape ({n}, {d}), got {type(actions).__name__}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.mod(arr, 1) == 0):
-            bad = int(np.flatnonzero(np.any(np.mod(arr, 1) != 0, axis=1))[0])
-            raise ActionError(f"{env_name}: action for agent {names[bad]!r} must be integers, "
-                              f"got {arr[bad].tolist()}")
-        arr = arr.astype(np.int64)
-    bad_cells = (arr < 0) | (arr >= nvec)
-    if bad_cells.any():
-        r, c = np.argwhere(bad_cells)[0]
-        raise ActionError(
-            f"{env_name}: action for agent {names[r]!r} is out of its space: dimension "
-            f"{c} ({dim_names[c]!r}) allows 0..{int(nvec[c]) - 1}, got {int(arr[r, c])} "
-            f"(full action {arr[r].tolist()}; nvec {nvec.tolist()})")
-    return arr
+    kind = arr.dtype.kind
+    if kind in "iu":
+        bad = (arr < 0) | (arr >= nvec)
+        if bad.any():
+            _raise_first_bad(arr, pairs, agents, nvec, dim_names, env_name)
+        return arr.astype(np.int64, copy=False)
+    if kind in "bf":
+        with np.errstate(invalid="ignore"):  # nan and inf are reported, not warned about
+            bad = (arr < 0) | (arr >= nvec) | (np.mod(arr, 1) != 0) | ~np.isfinite(arr)
+        if bad.any():
+            _raise_first_bad(arr, pairs, agents, nvec, dim_names, env_name)
+        return arr.astype(np.int64)
+    # strings, None, complex numbers, objects: find the first offending entry
+    _raise_first_bad(arr, pairs, agents, nvec, dim_names, env_name)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _raise_bad_shape(actions: dict, d: int, dim_names: Sequence[str], env_name: str) -> None:
-    for a, act in actions.items():
-        try:
-            shape = np.shape(act)
-        except ValueError:  # ragged nested sequences
-            shape = None
-        if shape != (d,):
+def _entry_problem(x: Any, size: int) -> str | None:
+    """Why one action entry is not an integer in ``0..size-1`` (``None``: it is one)."""
+    value = x.item() if isinstance(x, np.generic) else x
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        whole: Any = int(value)
+    elif isinstance(value, int):  # bool included: True is 1
+        whole = int(value)
+    else:
+        return (f"expects an integer in 0..{size - 1}, got {value!r} "
+                f"({type(value).__name__})")
+    if not 0 <= whole < size:
+        return f"allows 0..{size - 1}, got {value!r}"
+    return None
+
+
+def _raise_first_bad(arr: np.ndarray, pairs: Any, agents: Sequence[str], nvec: np.ndarray,
+                     dim_names: Sequence[str], env_name: str) -> None:
+    """Raise for the first offending agent, reading the values as the caller gave them."""
+    _raise_bad_entry(zip(agents, arr) if pairs is None else pairs, len(nvec), nvec,
+                     dim_names, env_name)
+
+
+def _raise_bad_entry(pairs: Any, d: int, nvec: np.ndarray, dim_names: Sequence[str],
+                     env_name: str) -> None:
+    """Raise an :class:`ActionError` for the first agent whose action is malformed.
+
+    Slow (a Python loop over agents) but only run once a vectorised check has failed.
+    """
+    for a, act in pairs:
+        entries = None
+        if isinstance(act, (str, bytes, dict)) or act is None:
+            shape: Any = type(act).__name__
+        else:
+            try:
+                entries = np.asarray(act, dtype=object)
+                shape = entries.shape
+            except (ValueError, TypeError):  # ragged nested sequences
+                shape = "a ragged nested sequence"
+        if shape != (d,) or entries is None:
+            got = f"shape {shape}" if isinstance(shape, tuple) else shape
             raise ActionError(f"{env_name}: action for agent {a!r} must have {d} entries "
-                              f"({', '.join(dim_names)}), got shape {shape}: {act!r}")
+                              f"({', '.join(dim_names)}), got {got}: {act!r}")
+        for c, x in enumerate(entries):
+            problem = _entry_problem(x, int(nvec[c]))
+            if problem is not None:
+                what = "is out of its space" if problem.startswith("allows") else \
+                    "must be integers"
+                full = [v.item() if isinstance(v, np.generic) else v for v in entries]
+                raise ActionError(f"{env_name}: action for agent {a!r} {what}: dimension {c} "
+                                  f"({dim_names[c]!r}) {problem} (full action {full}; nvec "
+                                  f"{nvec.tolist()})")
     raise ActionError(f"{env_name}: actions must be integer vectors of length {d}")
 
 
