@@ -279,7 +279,8 @@ def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
         print(f"resuming from epoch {resume_after + 1}", file=sys.stderr)
     folder.write_text("config.yaml", yaml.safe_dump(scenario.model_dump(mode="json"),
                                                     sort_keys=False))
-    log = None if resume_after >= 0 else EventLog(events, format=fmt, identity=identity)
+    log = None if resume_after >= 0 else EventLog(events, format=fmt, identity=identity,
+                                                  background=True)
     env, policies = _build(scenario, args.config, seed=seed, event_log=log)
     table = None if args.quiet else MetricsTable(sys.stdout)
     bar = ProgressBar(sys.stderr) if not args.quiet else None
@@ -350,6 +351,7 @@ def _finish_log(env: Any, events: Path) -> None:
     base = env.unwrapped
     log = base.event_log
     if log is not None and not log.closed:
+        log.sync()
         tail = _last_line(events)
         if not tail.startswith(b'{"type":"run_end"'):
             log.run_end(step=base.max_steps - 1, epoch=base.config.n_epochs - 1)
@@ -386,7 +388,7 @@ class _Resumer:
                                f"from a re-run of {self.source} (config or code changed?)")
             if epoch == self.last:
                 self.env.event_log = EventLog(self.events, mode="a", format=self.fmt,
-                                              identity=self.identity)
+                                              identity=self.identity, background=True)
         self.rows.append(row)
         if self.table is not None:
             self.table(row)

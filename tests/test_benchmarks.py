@@ -28,3 +28,16 @@ def test_bench_step_quick(tmp_path):
     assert [r["n_agents"] for r in data["results"]] == [10, 50]
     for r in data["results"]:
         assert r["step_s"] > 0 and r["step_arrays_s"] > 0 and r["policy_s"] > 0
+
+
+def test_bench_run_quick(tmp_path):
+    """bench_run.py runs end to end on a tiny scenario and prints its table and log sizes."""
+    script = ROOT / "benchmarks" / "bench_run.py"
+    proc = subprocess.run([sys.executable, str(script), "--agents", "40", "--epochs", "3",
+                           "--steps-per-epoch", "4", "--repeats", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for word in ("env", "sim", "rollout", "run[arrow]", "run[parquet]", "run[jsonl]",
+                 "per-epoch metrics:", "bytes per interaction"):
+        assert word in out, word

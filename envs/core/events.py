@@ -460,6 +460,66 @@ def _scan_tail_state(path: Path) -> tuple[int, tuple | None]:
     return episode, edges
 
 
+class _Writer:
+    """One background thread that writes lines and chunk files strictly in order.
+
+    Chunk files are compressed and written by pyarrow with the GIL released, so on a machine
+    with a spare core the log costs the simulation little. The first error stops the writer
+    (nothing after it is written, so the files stay a valid prefix) and is re-raised in the
+    caller's thread by the next ``put``, ``join`` or ``stop``.
+    """
+
+    def __init__(self, fh: Any, depth: int = 64) -> None:
+        import queue
+        import threading
+
+        self._fh = fh
+        self._queue: Any = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="distsafe-event-log",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is not None:
+                    continue  # after a failure nothing more is written
+                if item[0] == "line":
+                    self._fh.write(item[1])
+                    self._fh.flush()
+                else:
+                    _write_chunk(item[1], item[2], item[3])
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            self._failed = True
+            raise exc
+
+    def put(self, item: tuple) -> None:
+        self._raise()
+        if not self._failed:
+            self._queue.put(item)
+
+    def join(self) -> None:
+        self._queue.join()
+        self._raise()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+
 class EventLog:
     """Writer of an append-only event log (JSON lines, interactions optionally columnar).
 
@@ -472,6 +532,9 @@ class EventLog:
         identity: the run's identity, written into every :class:`RunStart`.
         chunk_rows: a columnar chunk is written at each epoch end or when it reaches this
             many rows, whichever comes first.
+        background: write from one background thread, in order (``distsafe run`` does);
+            :meth:`sync` waits for it, :meth:`close` drains it, and a write error surfaces
+            in the caller's thread at the next call.
 
     ``interactions`` writes only non-empty batches: a step without interactions leaves no
     trace (``EpochEnd.step`` and ``RunEnd.step`` carry the step counter).
@@ -494,7 +557,7 @@ class EventLog:
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "w", *,
                  format: str = "jsonl", identity: Mapping[str, Any] | None = None,
-                 chunk_rows: int = 1_000_000) -> None:
+                 chunk_rows: int = 1_000_000, background: bool = False) -> None:
         if mode not in ("w", "a"):
             raise ValueError(f"mode must be 'w' (truncate) or 'a' (append); received {mode!r}")
         if format not in LOG_FORMATS:
@@ -520,6 +583,7 @@ class EventLog:
         self._buffered_epoch = -1
         self._fh = open(self.path, mode, encoding="utf-8", newline="\n")  # noqa: SIM115
         self.n_written = 0
+        self._writer = _Writer(self._fh) if background else None
 
     # -- core
     @property
@@ -532,10 +596,20 @@ class EventLog:
             raise ValueError(f"EventLog({str(self.path)!r}) is closed")
         if not isinstance(event, BaseEvent):
             event = parse_event(event)
-        self._fh.write(_event_line(event) + "\n")
-        self._fh.flush()
+        line = _event_line(event) + "\n"
+        if self._writer is not None:
+            self._writer.put(("line", line))
+        else:
+            self._fh.write(line)
+            self._fh.flush()
         self.n_written += 1
         return event
+
+    def sync(self) -> None:
+        """Wait until everything written so far is in the files (``background=True``);
+        re-raise a write error of the background writer."""
+        if self._writer is not None:
+            self._writer.join()
 
     def flush(self) -> None:
         """Write the buffered interactions (columnar formats) as a chunk now."""
@@ -547,18 +621,25 @@ class EventLog:
         first, last = int(batch.step[0]), int(batch.step[-1])
         name = f"e{self._episode:04d}-s{first:09d}{_CHUNK_EXT[self.format]}"
         self._chunks.mkdir(parents=True, exist_ok=True)
-        _write_chunk(batch, self._chunks / name, self.format)
+        if self._writer is not None:  # the writer renames the file in before the next line
+            self._writer.put(("chunk", batch, self._chunks / name, self.format))
+        else:
+            _write_chunk(batch, self._chunks / name, self.format)
         self.write(InteractionChunk.model_construct(
             file=f"{self._chunks.name}/{name}", epoch=self._buffered_epoch, first_step=first,
             last_step=last, rows=len(batch)))
 
     def close(self) -> None:
-        """Write what is buffered and close the file (idempotent)."""
+        """Write what is buffered, wait for the background writer, close (idempotent)."""
         if not self._fh.closed:
             try:
                 self.flush()
             finally:
-                self._fh.close()
+                try:
+                    if self._writer is not None:
+                        self._writer.stop()
+                finally:
+                    self._fh.close()
 
     def __enter__(self) -> EventLog:
         return self
