@@ -15,6 +15,7 @@ from the env's preallocated observation arrays; otherwise it uses the PettingZoo
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -96,8 +97,12 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     row.update(interaction_metrics(batch, payoff, threshold))
     per_agent = (M.sum_by_agent(batch.initiator, batch.payoff_a, n_agents)
                  + M.sum_by_agent(batch.counterparty, batch.payoff_b, n_agents))
-    for g, value in M.payoff_by_group(per_agent, list(groups)).items():
-        row[f"payoff_{g}"] = value
+    names, inverse, counts = _group_index(tuple(groups))
+    if len(per_agent) != len(inverse):
+        raise ValueError(f"epoch_metrics: {len(groups)} group labels for {n_agents} agents")
+    sums = np.bincount(inverse, weights=per_agent, minlength=len(names))
+    for g, total, count in zip(names, sums, counts):  # as M.payoff_by_group, labels cached
+        row[f"payoff_{g}"] = float(total / count)
     row["payoff_gini"] = M.gini(per_agent)
     acc = batch.accepted  # rejected interactions pay nothing: transfers and costs alike
     row["transfers"] = float(batch.tau[acc].sum())
@@ -105,6 +110,13 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     if edges is not None:
         row.update((network_cache or NetworkMetricsCache())(n_agents, edges))
     return row
+
+
+@functools.lru_cache(maxsize=8)
+def _group_index(groups: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Sorted group names, each agent's group code and the group sizes (cached per run)."""
+    names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    return [str(g) for g in names], inverse.reshape(-1), np.bincount(inverse.reshape(-1))
 
 
 def _policy_groups(agents: Sequence[str], policies: Mapping[str, Policy]
