@@ -66,16 +66,16 @@ from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from pettingzoo.utils import parallel_to_aec
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from envs.core.api import AgentInfo, invalidate_infos, stack_actions
+from envs.core.api import AgentInfo, config_problems, invalidate_infos, stack_actions
 from envs.core.events import EventLog
 from envs.core.network import Network, NetworkConfig
 from envs.core.payoff import PayoffConfig, SoftPayoffEngine
@@ -98,12 +98,22 @@ _N = {k: i for i, k in enumerate(NEIGHBOR_FEATURES)}
 _I = {k: i for i, k in enumerate(INBOX_FEATURES)}
 
 
-class Range(BaseModel):
-    """A closed range ``[low, high]`` that signals are drawn uniformly from."""
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+_AMOUNT = 1e12  # bound on costs, transfers, resources (as envs.core.payoff.MAX_AMOUNT)
+_UNIT = Annotated[float, Field(ge=0.0, le=1.0)]
+_TRANSFER = Annotated[float, Field(ge=0.0, le=_AMOUNT)]
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    low: float
-    high: float
+
+class Range(BaseModel):
+    """A closed range ``[low, high]`` that signals are drawn uniformly from.
+
+    Bounds lie in ``[-1e6, 1e6]`` (signals are clamped to [-1, 1] anyway; the bound keeps
+    ``high - low`` finite).
+    """
+
+    model_config = _STRICT
+    low: float = Field(ge=-1e6, le=1e6, description="lower end")
+    high: float = Field(ge=-1e6, le=1e6, description="upper end")
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
@@ -128,9 +138,12 @@ class SignalModel(BaseModel):
     ``round(d * dress_counts)`` from every count: it moves ``v_hat``, never ``v``. At full
     dressing, harmful work looks a little *better* than honest work (which carries honest
     noise) — the proxy can be gamed.
+
+    Poisson means are at most 100 (the count signal is already -1 to machine precision long
+    before; the sampling table is exact up to there); dressing amounts at most 1e6.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _STRICT
 
     q_min: float = Field(0.05, ge=0, le=1, description="P(v=+1) at zero effort")
     q_max: float = Field(0.97, ge=0, le=1, description="P(v=+1) at full effort")
@@ -138,24 +151,28 @@ class SignalModel(BaseModel):
     bad_progress: Range = _r(-0.3, 0.2)
     good_engagement: Range = _r(0.4, 0.8)
     bad_engagement: Range = _r(-0.5, -0.1)
-    good_rework: float = Field(0.15, ge=0, description="mean rework requests, v=+1")
-    bad_rework: float = Field(2.0, ge=0, description="mean rework requests, v=-1")
-    good_rejections: float = Field(0.05, ge=0, description="mean verifier rejections, v=+1")
-    bad_rejections: float = Field(1.5, ge=0, description="mean verifier rejections, v=-1")
-    good_misuse: float = Field(0.0, ge=0, description="mean tool-misuse flags, v=+1")
-    bad_misuse: float = Field(0.5, ge=0, description="mean tool-misuse flags, v=-1")
-    dress_progress: float = Field(1.0, ge=0, description="progress added at full dressing")
-    dress_engagement: float = Field(1.2, ge=0, description="engagement added at full dressing")
-    dress_counts: float = Field(3.0, ge=0, description="counts removed at full dressing")
+    good_rework: float = Field(0.15, ge=0, le=100, description="mean rework requests, v=+1")
+    bad_rework: float = Field(2.0, ge=0, le=100, description="mean rework requests, v=-1")
+    good_rejections: float = Field(0.05, ge=0, le=100,
+                                   description="mean verifier rejections, v=+1")
+    bad_rejections: float = Field(1.5, ge=0, le=100,
+                                  description="mean verifier rejections, v=-1")
+    good_misuse: float = Field(0.0, ge=0, le=100, description="mean tool-misuse flags, v=+1")
+    bad_misuse: float = Field(0.5, ge=0, le=100, description="mean tool-misuse flags, v=-1")
+    dress_progress: float = Field(1.0, ge=0, le=1e6,
+                                  description="progress added at full dressing")
+    dress_engagement: float = Field(1.2, ge=0, le=1e6,
+                                    description="engagement added at full dressing")
+    dress_counts: float = Field(3.0, ge=0, le=1e6, description="counts removed at full dressing")
 
 
 class ProxyConfig(BaseModel):
     """Parameters of the proxy ``observables -> v_hat -> p``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _STRICT
 
     weights: ProxyWeights = Field(default_factory=ProxyWeights)
-    k: float = Field(2.0, gt=0, description="sigmoid steepness")
+    k: float = Field(2.0, gt=0, le=1e6, description="sigmoid steepness")
     rework_decay: float = Field(0.3, gt=0, le=1)
     rejection_decay: float = Field(0.4, gt=0, le=1)
     misuse_decay: float = Field(0.5, gt=0, le=1)
@@ -167,46 +184,71 @@ class ProxyConfig(BaseModel):
 
 
 class SandboxConfig(BaseModel):
-    """Everything that defines a sandbox episode (validated; unknown keys are errors)."""
+    """Everything that defines a sandbox episode (validated; unknown keys are errors).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Strict: an int field takes an int (not ``"3"`` or ``2.0``), a bool field a bool (not
+    ``"yes"`` or 1), a float field a finite int or float (not a string, ``nan`` or ``inf``);
+    tuple fields accept lists. Amounts (costs, transfers, resources, reputation) are bounded
+    by 1e12 in magnitude, sizes by what the arrays can index. Every problem is reported with
+    its field path (e.g. ``network.edges[3]`` for a custom edge naming a missing agent).
+    """
 
-    n_agents: int = Field(5, ge=2, description="number of agents")
+    model_config = _STRICT
+
+    n_agents: int = Field(5, ge=2, le=2**31 - 1, description="number of agents")
     n_epochs: int = Field(10, ge=1, description="epochs per episode")
     steps_per_epoch: int = Field(10, ge=1, description="steps per epoch")
-    max_neighbors: int = Field(8, ge=1, description="neighbour slots K in the observation")
-    inbox_size: int = Field(4, ge=1, description="inbox slots M (proposals seen per step)")
-    effort_levels: tuple[float, ...] = Field((0.0, 0.25, 0.5, 0.75, 1.0), min_length=1)
-    dressing_levels: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=1)
-    transfer_levels: tuple[float, ...] = Field((0.0, 0.1, 0.5), min_length=1)
-    effort_cost: float = Field(0.2, ge=0, description="resources per unit of effort")
-    dressing_cost: float = Field(0.3, ge=0, description="resources per unit of dressing")
-    initial_resources: float = Field(100.0, description="starting resources")
-    initial_reputation: float = Field(0.0, description="starting public reputation")
+    max_neighbors: int = Field(8, ge=1, le=10_000,
+                               description="neighbour slots K in the observation")
+    inbox_size: int = Field(4, ge=1, le=1_000,
+                            description="inbox slots M (proposals seen per step)")
+    effort_levels: Annotated[tuple[_UNIT, ...], Strict(False)] = Field(
+        (0.0, 0.25, 0.5, 0.75, 1.0), min_length=1, description="effort of each action level")
+    dressing_levels: Annotated[tuple[_UNIT, ...], Strict(False)] = Field(
+        (0.0, 0.5, 1.0), min_length=1, description="dressing of each action level")
+    transfer_levels: Annotated[tuple[_TRANSFER, ...], Strict(False)] = Field(
+        (0.0, 0.1, 0.5), min_length=1, description="transfer tau of each action level")
+    effort_cost: float = Field(0.2, ge=0, le=_AMOUNT, description="resources per unit of effort")
+    dressing_cost: float = Field(0.3, ge=0, le=_AMOUNT,
+                                 description="resources per unit of dressing")
+    initial_resources: float = Field(100.0, ge=-_AMOUNT, le=_AMOUNT,
+                                     description="starting resources")
+    initial_reputation: float = Field(0.0, ge=-_AMOUNT, le=_AMOUNT,
+                                      description="starting public reputation")
     reward_mode: Literal["soft", "realized"] = "soft"
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     payoff: PayoffConfig = Field(default_factory=PayoffConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     signals: SignalModel = Field(default_factory=SignalModel)
-    teams: tuple[int, ...] | None = Field(None, description="team id per agent (-1: none)")
-    groups: tuple[str, ...] | None = Field(None, description="label per agent, for reports")
-    history_length: int = Field(5, ge=0, description="steps of history kept for views")
+    teams: Annotated[tuple[int, ...], Strict(False)] | None = Field(
+        None, description="team id per agent (-1: none)")
+    groups: Annotated[tuple[str, ...], Strict(False)] | None = Field(
+        None, description="label per agent, for reports")
+    history_length: int = Field(5, ge=0, le=1_000_000,
+                                description="steps of history kept for views")
     copy_observations: bool = Field(False, description="return fresh copies each step")
     render_mode: Literal["ansi", "human"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SandboxConfig:
-        for name in ("effort_levels", "dressing_levels"):
-            levels = getattr(self, name)
-            if any(not 0.0 <= x <= 1.0 for x in levels):
-                raise ValueError(f"{name} must lie in [0, 1], got {list(levels)}")
-        if any(x < 0 for x in self.transfer_levels):
-            raise ValueError(f"transfer_levels must be >= 0, got {list(self.transfer_levels)}")
+        problems: list[tuple[str, str]] = []
         for name in ("teams", "groups"):
             v = getattr(self, name)
             if v is not None and len(v) != self.n_agents:
-                raise ValueError(f"{name} has {len(v)} entries, expected n_agents = "
-                                 f"{self.n_agents}")
+                problems.append((name, f"has {len(v)} entries, expected n_agents = "
+                                       f"{self.n_agents}"))
+        net = self.network
+        if net.topology == "custom" and net.edges:
+            bad = [pos for pos, (a, b) in enumerate(net.edges) if max(a, b) >= self.n_agents]
+            for pos in bad[:10]:
+                problems.append((f"network.edges[{pos}]", (
+                    f"agent index out of range: the agents are 0..{self.n_agents - 1}, "
+                    f"received {tuple(net.edges[pos])}")))
+            if len(bad) > 10:
+                problems.append(("network.edges", f"{len(bad) - 10} more edges name agents "
+                                                  f"outside 0..{self.n_agents - 1}"))
+        if problems:
+            raise config_problems(problems)
         return self
 
 
@@ -296,6 +338,7 @@ class SandboxEnv(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None):
         c = self.config
         n = c.n_agents
+        c.network.check_memory(n, c.max_neighbors, extra_bytes=256 * n * c.inbox_size)
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self._seed = seed
@@ -787,6 +830,43 @@ class SandboxEnv(ParallelEnv):
     def action_masks(self) -> np.ndarray:
         """Flat ``(n_agents, sum(nvec))`` int8 masks (the layout MaskablePPO expects)."""
         return self.obs_arrays.action_mask
+
+    def sample_actions(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Uniformly random valid actions of every agent, in one vectorised draw.
+
+        Per agent and dimension, uniform over the values the current action mask allows (0
+        when it allows none): the batched equivalent of ``action_space(a).sample(mask=...)``
+        for all agents, in milliseconds at 100 000 agents.
+
+        Args:
+            rng: The generator to draw from (the env's own generator is left alone); a fresh
+                unseeded one when ``None``, so pass a seeded one for reproducible draws.
+
+        Returns:
+            ``(n_agents, len(nvec))`` int64 actions, valid input to :meth:`step_arrays`.
+
+        Example:
+            >>> env = SandboxEnv(n_agents=3, n_epochs=1, steps_per_epoch=2)
+            >>> _ = env.reset(seed=0)
+            >>> a = env.sample_actions(np.random.default_rng(0))
+            >>> a.shape, bool((a[:, 5:] == 0).all())   # empty inboxes: only "reject"
+            ((3, 9), True)
+        """
+        if self.network is None:
+            raise RuntimeError("sandbox: sample_actions called before reset(); call reset()")
+        rng = np.random.default_rng() if rng is None else rng
+        mask = self.obs_arrays.action_mask != 0
+        starts, widths = self._seg[:-1], np.diff(self._seg)
+        allowed = np.add.reduceat(mask, starts, axis=1, dtype=np.int64)  # (n, dims)
+        pick = (rng.random(allowed.shape) * allowed).astype(np.int64)  # 0 .. allowed - 1
+        # the pick-th allowed value of a dimension is the number of its columns with at most
+        # `pick` allowed values up to and including them
+        cum = np.cumsum(mask, axis=1, dtype=np.int64)
+        before = np.zeros_like(allowed)
+        before[:, 1:] = cum[:, starts[1:] - 1]
+        below = cum <= np.repeat(pick + before, widths, axis=1)
+        value = np.add.reduceat(below, starts, axis=1, dtype=np.int64)
+        return np.where(allowed > 0, value, 0)
 
     # ------------------------------------------------------------------ misc
     def render(self) -> str | None:

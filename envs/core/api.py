@@ -1,4 +1,5 @@
-"""The thin dict door shared by every variant: actions dict -> array, lazy per-agent infos.
+"""The thin door shared by every variant: actions dict -> array, lazy per-agent infos, and
+the error that config models use to report several problems with their field paths.
 
 The kernel of each environment works on arrays indexed by agent (the batched door); this
 module turns PettingZoo's per-agent dicts into those arrays and back without building anything
@@ -12,6 +13,28 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic_core import PydanticCustomError
+
+#: pydantic error type of :func:`config_problems` (``ctx["problems"]``: ``(path, problem)``)
+CONFIG_PROBLEMS = "config_problems"
+
+
+def config_problems(problems: Sequence[tuple[str, str]]) -> PydanticCustomError:
+    """One pydantic error carrying several ``(dotted.sub.path, problem)`` pairs.
+
+    Raise it from a model validator that checks fields together: pydantic gives a model
+    validator's error the model's location only, so the sub-paths travel in the error's
+    context, where :class:`baselines.scenario.ConfigError` finds them (one line each).
+
+    Args:
+        problems: ``(path relative to the model, what is wrong)`` pairs, at least one.
+
+    Returns:
+        The error to raise; its message lists the problems, one per line.
+    """
+    problems = [(str(path), str(problem)) for path, problem in problems]
+    text = "\n".join(f"{path}: {problem}" if path else problem for path, problem in problems)
+    return PydanticCustomError(CONFIG_PROBLEMS, "{text}", {"text": text, "problems": problems})
 
 
 class ActionError(ValueError):

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import networkx as nx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+from envs.core.api import config_problems
 
 __all__ = ["NetworkConfig", "Network", "network_metrics"]
 
@@ -45,15 +47,21 @@ class NetworkConfig(BaseModel):
     rewiring 0.1, scale-free ``m`` 2; dynamic edges gain 0.1 per accepted interaction, lose
     5 % per epoch and are pruned below 0.1.
 
+    Strict: numbers must be finite numbers (ints where ints are asked for; ``"3"``, ``2.0``
+    for an int or ``"yes"`` for a bool are errors), weights are at most ``1e12``, and custom
+    edges are pairs of agent indices below ``2**31 - 1`` (a YAML list ``[0, 1]`` is accepted
+    for a pair). That an index is below ``n_agents`` is checked where the number of agents is
+    known (the environment's config).
+
     Example:
         >>> cfg = NetworkConfig(topology="small_world", k=4, dynamic=True)
         >>> cfg.rewire_probability, cfg.min_weight
         (0.1, 0.1)
-        >>> NetworkConfig(topology="custom", edges=[(0, 1), (1, 2)]).edges
+        >>> NetworkConfig(topology="custom", edges=[(0, 1), [1, 2]]).edges
         [(0, 1), (1, 2)]
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     topology: Topology = Field(
         "complete",
@@ -62,7 +70,8 @@ class NetworkConfig(BaseModel):
         "(Barabási–Albert) or custom (the `edges` list)",
     )
     edge_probability: float = Field(
-        0.5, ge=0.0, le=1.0, description="random: probability that each pair is linked"
+        0.5, ge=0.0, le=1.0,
+        description="random: probability that each pair is linked (0, or at least 1e-12)"
     )
     k: int = Field(
         4, ge=1,
@@ -75,7 +84,7 @@ class NetworkConfig(BaseModel):
     m: int = Field(
         2, ge=1, description="scale_free: edges attached from each new node to existing nodes"
     )
-    edges: list[tuple[int, int]] | None = Field(
+    edges: list[Annotated[tuple[int, int], Strict(False)]] | None = Field(
         None,
         description="custom: undirected edges as (i, j) agent-index pairs; duplicates and "
         "(j, i) repeats are merged; self-loops are rejected",
@@ -84,49 +93,164 @@ class NetworkConfig(BaseModel):
         False, description="whether weights change: strengthen, decay, prune, cap"
     )
     strengthen: float = Field(
-        0.1, ge=0.0, description="weight added to an edge per accepted interaction over it"
+        0.1, ge=0.0, le=1e12,
+        description="weight added to an edge per accepted interaction over it"
     )
     decay: float = Field(
         0.05, ge=0.0, le=1.0, description="fraction of its weight each edge loses per epoch"
     )
     min_weight: float = Field(
-        0.1, ge=0.0, description="edges whose weight falls below this after decay are pruned"
+        0.1, ge=0.0, le=1e12,
+        description="edges whose weight falls below this after decay are pruned"
     )
-    max_weight: float = Field(1.0, ge=0.0, description="cap on an edge weight")
+    max_weight: float = Field(1.0, ge=0.0, le=1e12, description="cap on an edge weight")
     initial_weight: float = Field(
-        0.5, ge=0.0, description="weight of every edge of a generated topology"
+        0.5, ge=0.0, le=1e12, description="weight of every edge of a generated topology"
     )
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
+        problems: list[tuple[str, str]] = []
+        if 0.0 < self.edge_probability < 1e-12:
+            problems.append(("edge_probability", (
+                f"must be 0 or at least 1e-12 (smaller values are 0 to the generator); "
+                f"received {self.edge_probability!r}")))
         if self.min_weight > self.max_weight:
-            raise ValueError(
-                f"min_weight must be <= max_weight; received min_weight={self.min_weight}, "
-                f"max_weight={self.max_weight}"
-            )
+            problems.append(("min_weight", (
+                f"must be <= max_weight; received min_weight={self.min_weight}, "
+                f"max_weight={self.max_weight}")))
         if self.initial_weight > self.max_weight:
-            raise ValueError(
-                f"initial_weight must be <= max_weight; received initial_weight="
-                f"{self.initial_weight}, max_weight={self.max_weight}"
-            )
+            problems.append(("initial_weight", (
+                f"must be <= max_weight; received initial_weight={self.initial_weight}, "
+                f"max_weight={self.max_weight}")))
         if self.topology == "custom":
             if self.edges is None:
-                raise ValueError(
-                    "topology='custom' requires edges (a list of (i, j) pairs); received None"
-                )
-            for a, b in self.edges:
+                problems.append(("edges", "topology='custom' requires edges (a list of "
+                                          "(i, j) pairs); received None"))
+            for pos, (a, b) in enumerate(self.edges or ()):
                 if a < 0 or b < 0:
-                    raise ValueError(
-                        f"edges must hold non-negative agent indices; received ({a}, {b})"
-                    )
-                if a == b:
-                    raise ValueError(f"edges must not contain self-loops; received ({a}, {b})")
+                    problems.append((f"edges[{pos}]", "agent indices must be non-negative; "
+                                                      f"received ({a}, {b})"))
+                elif max(a, b) >= _MAX_NODES:
+                    problems.append((f"edges[{pos}]", f"agent indices must be below "
+                                                      f"{_MAX_NODES}; received ({a}, {b})"))
+                elif a == b:
+                    problems.append((f"edges[{pos}]", "self-loops are not allowed; "
+                                                      f"received ({a}, {b})"))
         elif self.edges is not None:
-            raise ValueError(
+            problems.append(("edges", (
                 f"edges is only used with topology='custom'; received topology="
-                f"{self.topology!r} with {len(self.edges)} edges"
-            )
+                f"{self.topology!r} with {len(self.edges)} edges")))
+        if problems:
+            raise config_problems(problems)
         return self
+
+    def check_memory(self, n_agents: int, max_neighbors: int = 8, extra_bytes: int = 0
+                     ) -> None:
+        """Refuse, before allocating, a network that would not fit in the available memory.
+
+        Args:
+            n_agents: Number of agents (nodes).
+            max_neighbors: Neighbour slots per agent in the environment's observation.
+            extra_bytes: Memory the caller needs on top (e.g. other per-agent arrays).
+
+        Raises:
+            NetworkMemoryError: When :func:`estimate_network_bytes` plus ``extra_bytes``
+                exceeds the memory available now (``MemAvailable`` of ``/proc/meminfo``).
+        """
+        need = estimate_network_bytes(self, n_agents, max_neighbors) + int(extra_bytes)
+        have = _available_memory_bytes()
+        if have is not None and need > have:
+            raise NetworkMemoryError(
+                f"a {self.topology} network on {n_agents} agents needs about "
+                f"{need / 1e9:.1f} GB (estimate), but only {have / 1e9:.1f} GB of memory is "
+                f"available; use topology small_world or scale_free, or fewer agents")
+
+
+#: most nodes a network may have: CSR neighbour indices are int32
+_MAX_NODES = 2**31 - 1
+
+# Peak bytes of building a network and the environment's arrays at reset, measured with
+# tracemalloc and RSS (numpy 2, networkx 3, CPython 3.12) and rounded up: per undirected edge
+# when numpy builds the edges (complete, ring, star, custom; measured 240-280) or networkx
+# does (random, small_world, scale_free; measured 300-490), per agent (measured ~3400 plus
+# ~47 per neighbour slot), plus a fixed allowance.
+_BYTES_PER_EDGE_NUMPY = 320
+_BYTES_PER_EDGE_NETWORKX = 600
+_BYTES_PER_AGENT = 4000
+_BYTES_PER_AGENT_SLOT = 64
+_BYTES_FIXED = 16 * 2**20
+
+
+class NetworkMemoryError(ValueError):
+    """A network (with the environment's per-agent arrays) that would not fit in memory."""
+
+
+def estimate_network_bytes(config: NetworkConfig, n_agents: int, max_neighbors: int = 8
+                           ) -> int:
+    """An upper estimate of the peak memory of generating a network and resetting an env on it.
+
+    Counts the generation (networkx graphs for ``random``, ``small_world``, ``scale_free``;
+    numpy for the others), the CSR arrays, the sandbox's per-entry arrays (trust, tie keys,
+    neighbour features, slots) and its per-agent arrays and observation dicts, with the
+    expected number of undirected edges per topology: complete ``n(n-1)/2``, random
+    ``p·n(n-1)/2`` (plus six standard deviations), small_world ``n·(k//2)``, scale_free
+    ``(n-m)·m`` (complete when ``k`` or ``m`` >= ``n``), ring ``n``, star ``n-1``, custom
+    ``len(edges)``. Calibrated by measurement, rounded up; cheap (no allocation).
+
+    Args:
+        config: The network's configuration.
+        n_agents: Number of agents (nodes).
+        max_neighbors: Neighbour slots per agent in the observation.
+
+    Returns:
+        Estimated peak bytes.
+
+    Example:
+        >>> estimate_network_bytes(NetworkConfig(), 100_000) > 10**12   # complete: > 1 TB
+        True
+        >>> estimate_network_bytes(NetworkConfig(topology="ring"), 100_000) < 10**9
+        True
+    """
+    n = max(int(n_agents), 0)
+    full = n * (n - 1) // 2
+    topo = config.topology
+    if topo == "custom":
+        edges = len(config.edges or ())
+    elif topo == "complete" or n <= 1:
+        edges = full
+    elif topo == "ring":
+        edges = n if n > 2 else full
+    elif topo == "star":
+        edges = n - 1
+    elif topo == "random":
+        mean = config.edge_probability * full
+        edges = min(full, int(mean + 6.0 * math.sqrt(mean) + 1.0))
+    elif topo == "small_world":
+        edges = full if config.k >= n else n * (config.k // 2)
+    else:  # scale_free
+        edges = full if config.m >= n else (n - config.m) * config.m
+    networkx = topo in ("random", "small_world", "scale_free") and edges < full
+    per_edge = _BYTES_PER_EDGE_NETWORKX if networkx else _BYTES_PER_EDGE_NUMPY
+    per_agent = _BYTES_PER_AGENT + _BYTES_PER_AGENT_SLOT * max(int(max_neighbors), 1)
+    return _BYTES_FIXED + per_agent * n + per_edge * edges
+
+
+def _available_memory_bytes() -> int | None:
+    """Memory available to a new allocation: ``MemAvailable``, else free pages; None: unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _as_count(value: Any, name: str, minimum: int) -> int:

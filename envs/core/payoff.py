@@ -8,6 +8,10 @@ With ``S = p * s_plus - (1 - p) * s_minus`` (expected surplus) and ``E = (1 - p)
 
 ``tau`` is the transfer from initiator to counterparty, ``c_a``/``c_b`` governance costs,
 ``r_a``/``r_b`` reputation terms. Everything is vectorised: pass scalars or numpy arrays.
+
+:class:`PayoffConfig` is strict: every field must be a finite number (an int is accepted, a
+string, a bool, ``nan`` or ``inf`` is not), and amounts are bounded by ``MAX_AMOUNT`` in
+magnitude so that sums of payoffs over a long run stay finite.
 """
 
 from __future__ import annotations
@@ -15,19 +19,34 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+#: bound on the magnitude of payoff parameters (and of costs, transfers and resources in the
+#: environments' configs): far beyond any meaningful value, small enough that a run's sums of
+#: payoffs cannot overflow to ``inf`` (and ``inf - inf`` to a ``nan`` welfare)
+MAX_AMOUNT = 1e12
+
 
 class PayoffConfig(BaseModel):
-    """Payoff parameters; defaults are the original sandbox's (``shared/REFERENCE.md``)."""
+    """Payoff parameters.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The defaults are the original soft-label sandbox's: ``s_plus = 2``, ``s_minus = 1``,
+    ``h = 2``, ``theta = 0.5``, ``rho_a = rho_b = 0``, ``w_rep = 1`` (see ``docs/reference.md``).
+    """
 
-    s_plus: float = Field(2.0, ge=0.0, description="surplus when the interaction is beneficial")
-    s_minus: float = Field(1.0, ge=0.0, description="loss when the interaction is harmful")
-    h: float = Field(2.0, ge=0.0, description="harm to others when the interaction is harmful")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    s_plus: float = Field(2.0, ge=0.0, le=MAX_AMOUNT,
+                          description="surplus when the interaction is beneficial")
+    s_minus: float = Field(1.0, ge=0.0, le=MAX_AMOUNT,
+                           description="loss when the interaction is harmful")
+    h: float = Field(2.0, ge=0.0, le=MAX_AMOUNT,
+                     description="harm to others when the interaction is harmful")
     theta: float = Field(0.5, ge=0.0, le=1.0, description="initiator's share of the surplus")
-    rho_a: float = Field(0.0, ge=0.0, description="initiator's weight on the externality")
-    rho_b: float = Field(0.0, ge=0.0, description="counterparty's weight on the externality")
-    w_rep: float = Field(1.0, description="weight of the reputation term in payoffs")
+    rho_a: float = Field(0.0, ge=0.0, le=MAX_AMOUNT,
+                         description="initiator's weight on the externality")
+    rho_b: float = Field(0.0, ge=0.0, le=MAX_AMOUNT,
+                         description="counterparty's weight on the externality")
+    w_rep: float = Field(1.0, ge=-MAX_AMOUNT, le=MAX_AMOUNT,
+                         description="weight of the reputation term in payoffs")
 
 
 class SoftPayoffEngine:

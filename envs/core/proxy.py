@@ -1,6 +1,6 @@
 """Proxy: observable signals -> ``v_hat`` in [-1, 1] -> soft label ``p = P(v = +1)``.
 
-The defaults reproduce the original soft-label sandbox (see ``shared/REFERENCE.md``):
+The defaults reproduce the original soft-label sandbox (restated in ``docs/reference.md``):
 
 * weights: task progress 0.4, rework 0.2, verifier 0.2, engagement 0.2, renormalised by the sum
   of absolute weights;
@@ -27,20 +27,28 @@ from envs.core.records import ProxyObservablesModel
 ProxyObservables = ProxyObservablesModel
 
 
+_W = 1e6  # bound on a weight's magnitude: their sum of absolute values stays finite
+
+
 class ProxyWeights(BaseModel):
-    """Weights of the four proxy signals (renormalised by the sum of their absolute values)."""
+    """Weights of the four proxy signals (renormalised by the sum of their absolute values).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Strict: finite numbers (ints accepted) in ``[-1e6, 1e6]``, at least one non-zero.
+    """
 
-    task_progress: float = Field(0.4, description="weight of the task-progress signal")
-    rework: float = Field(0.2, description="weight of the rework-count signal")
-    verifier: float = Field(0.2, description="weight of the verifier signal")
-    engagement: float = Field(0.2, description="weight of the engagement signal")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    task_progress: float = Field(0.4, ge=-_W, le=_W, description="weight of the task-progress "
+                                 "signal")
+    rework: float = Field(0.2, ge=-_W, le=_W, description="weight of the rework-count signal")
+    verifier: float = Field(0.2, ge=-_W, le=_W, description="weight of the verifier signal")
+    engagement: float = Field(0.2, ge=-_W, le=_W, description="weight of the engagement signal")
 
     @model_validator(mode="after")
     def _not_all_zero(self) -> ProxyWeights:
         if self.total == 0.0:
-            raise ValueError("proxy weights: at least one weight must be non-zero")
+            raise ValueError("proxy weights: at least one weight must be non-zero; received "
+                             "all zero")
         return self
 
     @property
