@@ -15,12 +15,14 @@ Policies draw randomness only from their own seeded ``np.random.Generator``.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 @dataclass
@@ -84,7 +86,31 @@ class Policy:
     classifier: ClassVar[dict[str, Any]] = {}
 
     class Params(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+        """A policy's parameters: subclass it in a policy class (``class Params(Policy.Params)``).
+
+        Frozen, unknown keys are errors, and strict: an int field takes an int (not ``"3"`` or
+        ``2.0``), a bool field a bool (not ``"yes"`` or 1), a float field a finite number (an
+        int is fine; a string, ``nan`` or ``inf`` is not). Tuple fields accept lists (as YAML
+        gives them).
+        """
+
+        model_config = ConfigDict(frozen=True, extra="forbid", strict=True,
+                                  allow_inf_nan=False)
+
+        @model_validator(mode="before")
+        @classmethod
+        def _lists_as_tuples(cls, data: Any) -> Any:
+            if not isinstance(data, dict):
+                return data
+            out = dict(data)
+            for name, field in cls.model_fields.items():
+                tp = field.annotation
+                options = typing.get_args(tp) if typing.get_origin(tp) in (
+                    typing.Union, types.UnionType) else (tp,)
+                if isinstance(out.get(name), list) and any(
+                        typing.get_origin(t) is tuple for t in options):
+                    out[name] = tuple(out[name])
+            return out
 
     def __init__(self, seed: int | None = None, **params: Any) -> None:
         self.params = self.Params(**params)

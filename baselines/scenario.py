@@ -19,7 +19,16 @@ Agents are numbered in the order they are listed (``agent_0`` .. ``agent_{n-1}``
 type becomes its group label (per-group payoffs in the metrics), and adversarial agents share
 team 1 (they are allies), everyone else has no team (-1).
 
-Errors are :class:`ConfigError`: one line, ``<file>: <field.path>: <what is wrong>``.
+An agent ``type`` is a scripted policy's name, an installed plug-in's name (entry point group
+``distsafe.policies``) or the import path of your own :class:`~baselines.policy.Policy`
+subclass, ``package.module:ClassName`` (the module is imported from ``sys.path`` or the current
+folder); its ``params`` are validated against the class's ``Params`` either way, and its group
+label is the class's ``name`` (else the class name).
+
+Errors are :class:`ConfigError`: every problem found, one line each,
+``<file>: <field.path>: <what is wrong>``. Loading checks the schema (types are strict: no
+``"3"`` for an int, no ``nan``/``inf``, ...); :func:`preflight` also builds the environment,
+checks its memory needs and takes two test steps, so a scenario it accepts runs.
 
 Example:
     >>> s = Scenario.model_validate({
@@ -59,12 +68,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 import envs
-from baselines.scripted import POLICIES, make_policy
-from envs.core.network import NetworkConfig
+from baselines.policy import Policy
+from baselines.scripted import PolicyLookupError, policy_label, resolve_policy
+from envs.core.api import CONFIG_PROBLEMS, config_problems
+from envs.core.network import NetworkConfig, NetworkMemoryError
 from envs.core.payoff import PayoffConfig
 
 __all__ = ["AgentSpec", "ConfigError", "Scenario", "SimulationSpec", "TEAMS", "build",
-           "load_scenario", "parse_scenario"]
+           "load_scenario", "parse_scenario", "preflight"]
 
 TEAMS: dict[str, int] = {"adversarial": 1}
 """Team id per agent type; types not listed play alone (team -1)."""
@@ -74,26 +85,42 @@ _SET_BY_SCENARIO = {
     "n_agents": "agents", "n_epochs": "simulation", "steps_per_epoch": "simulation",
     "network": "network", "payoff": "payoff", "teams": "agents", "groups": "agents",
 }
-_NESTED = "nested_config"  # error type carrying a sub-path into a nested model
+_NESTED = CONFIG_PROBLEMS  # error type carrying sub-paths into a nested model
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ConfigError(ValueError):
-    """A scenario that cannot be loaded: one line, ``<source>: <path>: <problem>``."""
+    """A scenario that cannot be loaded or run: every problem found, one line each.
 
-    def __init__(self, source: str, path: str, problem: str) -> None:
-        self.source, self.path, self.problem = str(source), path, problem
-        parts = [self.source, path, problem] if path else [self.source, problem]
-        super().__init__(": ".join(parts))
+    ``str(error)`` is the lines joined by newlines, each ``<source>: <path>: <problem>``
+    (``<source>: <problem>`` when the problem has no field path).
+
+    Attributes:
+        source: The file (or other source) the scenario came from.
+        problems: ``(dotted.path, problem)`` pairs, in the order found.
+        path: The first problem's path.
+        problem: The first problem's text.
+    """
+
+    def __init__(self, source: str, path: str = "", problem: str = "", *,
+                 problems: Sequence[tuple[str, str]] | None = None) -> None:
+        self.source = str(source)
+        self.problems: list[tuple[str, str]] = (
+            [(str(p), str(q)) for p, q in problems] if problems else [(path, problem)])
+        self.path, self.problem = self.problems[0]
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per problem: ``<source>: <path>: <problem>``."""
+        return [": ".join([self.source, p, q] if p else [self.source, q])
+                for p, q in self.problems]
 
     @classmethod
     def from_validation_error(cls, err: ValidationError, source: str,
                               root: type[BaseModel] | None = None) -> ConfigError:
-        """The first error of ``err`` (``(+N more)`` when there are more), as one line."""
-        errors = err.errors()
-        path, problem = describe_error(errors[0], root)
-        if len(errors) > 1:
-            problem += f" (+{len(errors) - 1} more)"
-        return cls(source, path, problem)
+        """Every error of ``err``, one problem each (``root``: the model, for allowed keys)."""
+        problems = [item for error in err.errors() for item in describe_errors(error, root)]
+        return cls(source, problems=problems or [("", str(err))])
 
 
 # --------------------------------------------------------------------------- error text
@@ -131,16 +158,32 @@ def _scalar(x: Any) -> bool:
     return x is None or isinstance(x, (str, int, float, bool))
 
 
+def _join(path: str, sub: str) -> str:
+    if not path or not sub:
+        return path or sub
+    return f"{path}{sub}" if sub.startswith("[") else f"{path}.{sub}"
+
+
+def describe_errors(error: Mapping[str, Any],
+                    root: type[BaseModel] | None = None) -> list[tuple[str, str]]:
+    """One pydantic error dict -> its ``(dotted.path[i], problem)`` pairs (several when it
+    carries the problems of a nested model); ``root`` lists allowed keys."""
+    if error["type"] == _NESTED:
+        path = _dotted(error["loc"])
+        return [(_join(path, sub), msg) for sub, msg in error["ctx"]["problems"]]
+    return [describe_error(error, root)]
+
+
 def describe_error(error: Mapping[str, Any],
                    root: type[BaseModel] | None = None) -> tuple[str, str]:
-    """One pydantic error dict -> ``(dotted.path[i], problem)``; ``root`` lists allowed keys."""
+    """One pydantic error dict -> ``(dotted.path[i], problem)``; ``root`` lists allowed keys.
+
+    An error carrying several problems (see :func:`describe_errors`) gives its first.
+    """
     loc = list(error["loc"])
     kind, msg = error["type"], error["msg"]
     if kind == _NESTED:
-        ctx = error["ctx"]
-        path = _dotted(loc)
-        return (f"{path}.{ctx['sub']}" if path and ctx["sub"] else path or ctx["sub"],
-                ctx["msg"])
+        return describe_errors(error, root)[0]
     if kind == "missing":
         return _dotted(loc), "field required"
     if kind == "extra_forbidden":
@@ -156,16 +199,8 @@ def describe_error(error: Mapping[str, Any],
     return _dotted(loc), msg
 
 
-def _nested(sub: str, msg: str) -> PydanticCustomError:
-    return PydanticCustomError(_NESTED, "{sub}: {msg}", {"sub": sub, "msg": msg})
-
-
-def _first(err: ValidationError, root: type[BaseModel] | None) -> tuple[str, str]:
-    errors = err.errors()
-    path, msg = describe_error(errors[0], root)
-    if len(errors) > 1:
-        msg += f" (+{len(errors) - 1} more)"
-    return path, msg
+def _all(err: ValidationError, root: type[BaseModel] | None) -> list[tuple[str, str]]:
+    return [item for error in err.errors() for item in describe_errors(error, root)]
 
 
 def _config_class(env_id: str) -> type[BaseModel] | None:
@@ -181,25 +216,27 @@ def _config_class(env_id: str) -> type[BaseModel] | None:
 
 # --------------------------------------------------------------------------- schema
 class AgentSpec(BaseModel):
-    """``count`` agents of one scripted ``type``, all with the same ``params``."""
+    """``count`` agents of one policy ``type``, all with the same ``params``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _STRICT
 
-    type: str = Field(description="scripted policy: a key of baselines.scripted.POLICIES")
+    type: str = Field(description="policy: a scripted policy's name (baselines.scripted."
+                      "POLICIES), an installed plug-in's name, or an import path "
+                      "package.module:ClassName of a baselines.policy.Policy subclass")
     count: int = Field(ge=1, description="how many agents of this type")
     params: dict[str, Any] = Field(
         default_factory=dict, validate_default=True,
-        description="the policy's parameters (checked against POLICIES[type].Params); "
+        description="the policy's parameters (checked against the policy class's Params); "
         "defaults are filled in",
     )
 
     @field_validator("type")
     @classmethod
     def _known_type(cls, v: str) -> str:
-        if v not in POLICIES:
-            raise PydanticCustomError(
-                "unknown_agent_type", "{msg}",
-                {"msg": f"unknown agent type {v!r}; allowed: {', '.join(sorted(POLICIES))}"})
+        try:
+            resolve_policy(v)
+        except PolicyLookupError as e:
+            raise PydanticCustomError("unknown_agent_type", "{msg}", {"msg": str(e)}) from None
         return v
 
     @field_validator("params")
@@ -208,17 +245,26 @@ class AgentSpec(BaseModel):
         kind = info.data.get("type")
         if kind is None:  # the type itself was invalid; that error is reported
             return v
-        params_model = POLICIES[kind].Params
+        params_model = resolve_policy(kind).Params
         try:
-            return params_model.model_validate(v).model_dump(mode="json")
+            return params_model.model_validate(v).model_dump()
         except ValidationError as e:
-            raise _nested(*_first(e, params_model)) from None
+            raise config_problems(_all(e, params_model)) from None
+
+    def policy_class(self) -> type[Policy]:
+        """The :class:`~baselines.policy.Policy` subclass that ``type`` names."""
+        return resolve_policy(self.type)
+
+    @property
+    def label(self) -> str:
+        """The group label of these agents: the policy class's ``name`` (else class name)."""
+        return policy_label(self.policy_class())
 
 
 class SimulationSpec(BaseModel):
     """How long a run lasts and how it is seeded."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _STRICT
 
     n_epochs: int = Field(ge=1, description="epochs per run")
     steps_per_epoch: int = Field(ge=1, description="steps per epoch")
@@ -236,7 +282,7 @@ class Scenario(BaseModel):
     warns when it is non-empty.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _STRICT
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="short id, used in run folder names (letters, digits, _.-)")
@@ -269,34 +315,45 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:
+        problems: list[tuple[str, str]] = []
         if self.n_agents < 2:
-            raise _nested("agents", f"needs at least 2 agents in total, got {self.n_agents}")
+            problems.append(("agents", f"needs at least 2 agents in total, got {self.n_agents}"))
+        config_cls = _config_class(self.env)
+        known = set(config_cls.model_fields) if config_cls is not None else None
+        allowed = sorted((known or set()) - set(_SET_BY_SCENARIO))
+        bad_keys = set()
         for key in self.env_params:
             if key in _SET_BY_SCENARIO:
-                raise _nested(f"env_params.{key}",
-                              f"set by the scenario's '{_SET_BY_SCENARIO[key]}' block; "
-                              "remove it here")
-        config_cls = _config_class(self.env)
-        if config_cls is None:
-            return self
-        unknown = sorted(set(self.env_params) - set(config_cls.model_fields))
-        if unknown:
-            allowed = sorted(set(config_cls.model_fields) - set(_SET_BY_SCENARIO))
-            raise _nested(f"env_params.{unknown[0]}",
-                          f"unknown key; allowed: {', '.join(allowed)}")
-        try:
-            config_cls.model_validate(self.env_config())
-        except ValidationError as e:
-            path, msg = _first(e, config_cls)
-            head = path.split(".")[0].split("[")[0]
-            if head in self.env_params:
-                path = f"env_params.{path}"
-            elif head in _SET_BY_SCENARIO:
-                path = path if head in ("network", "payoff") else _SET_BY_SCENARIO[head]
-            else:
-                path = f"env_params{'.' + path if path else ''}"
-            raise _nested(path, msg) from None
+                problems.append((f"env_params.{key}",
+                                 f"set by the scenario's '{_SET_BY_SCENARIO[key]}' block; "
+                                 "remove it here"))
+                bad_keys.add(key)
+            elif known is not None and key not in known:
+                problems.append((f"env_params.{key}",
+                                 f"unknown key; allowed: {', '.join(allowed)}"))
+                bad_keys.add(key)
+        if config_cls is not None and self.n_agents >= 2:
+            config = {k: v for k, v in self.env_config().items() if k not in bad_keys}
+            try:
+                config_cls.model_validate(config)
+            except ValidationError as e:
+                problems += [(self._scenario_path(path), msg) for path, msg in _all(e, config_cls)]
+        if problems:
+            raise config_problems(problems)
         return self
+
+    def _scenario_path(self, path: str) -> str:
+        """Where a field of the environment's config is set in the scenario."""
+        head = path.split(".")[0].split("[")[0]
+        if head in self.env_params:
+            return f"env_params.{path}"
+        if head in ("network", "payoff"):
+            return path
+        if head in ("n_epochs", "steps_per_epoch"):
+            return f"simulation.{path}"
+        if head in _SET_BY_SCENARIO:
+            return _SET_BY_SCENARIO[head]
+        return f"env_params{'.' + path if path else ''}"
 
     @property
     def n_agents(self) -> int:
@@ -305,6 +362,10 @@ class Scenario(BaseModel):
     def agent_types(self) -> list[str]:
         """The type of each agent, in agent order."""
         return [a.type for a in self.agents for _ in range(a.count)]
+
+    def agent_groups(self) -> list[str]:
+        """The group label of each agent, in agent order (see :attr:`AgentSpec.label`)."""
+        return [label for a in self.agents for label in [a.label] * a.count]
 
     def env_config(self) -> dict[str, Any]:
         """The keyword arguments :func:`envs.make` receives (without ``event_log``)."""
@@ -316,7 +377,7 @@ class Scenario(BaseModel):
             "network": self.network,
             "payoff": self.payoff,
             "teams": tuple(TEAMS.get(k, -1) for k in kinds),
-            "groups": tuple(kinds),
+            "groups": tuple(self.agent_groups()),
             **self.env_params,
         }
 
@@ -337,7 +398,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
-    """Validate loaded YAML (or any mapping) into a :class:`Scenario`, or raise ConfigError."""
+    """Validate loaded YAML (or any mapping) into a :class:`Scenario`.
+
+    Raises:
+        ConfigError: With every problem found (one line each).
+    """
     if not isinstance(data, Mapping):
         got = "an empty file" if data is None else type(data).__name__
         raise ConfigError(source, "top level", f"expected a mapping (key: value), got {got}")
@@ -348,7 +413,11 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file; every problem is a one-line ConfigError."""
+    """Read and validate a scenario YAML file.
+
+    Raises:
+        ConfigError: An unreadable file, a YAML syntax error, or every schema problem found.
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -383,7 +452,8 @@ def build(scenario: Scenario, *, seed: int | None = None, event_log: Any = None,
     """Build the environment and one policy per agent: ``(env, {agent_name: policy})``.
 
     ``seed`` (default: ``scenario.simulation.seed``) seeds the policies: the entry ``i`` of
-    ``scenario.agents`` gets one policy instance, seeded from ``SeedSequence([seed, i])`` and
+    ``scenario.agents`` (a built-in, a plug-in or an import-path policy alike) gets one
+    policy instance, seeded from ``SeedSequence([seed, i])`` and
     shared by that entry's agents (scripted policies are batched and stateless). The env is
     seeded by its ``reset(seed=...)``, which the runner calls with the same seed.
     ``event_log`` (a path or an ``EventLog``) records the run; ``env_overrides`` replace
@@ -411,8 +481,106 @@ def build(scenario: Scenario, *, seed: int | None = None, event_log: Any = None,
     policies: dict[str, Any] = {}
     i = 0
     for index, spec in enumerate(scenario.agents):
-        policy = make_policy(spec.type, _derive_seed(seed, index), **spec.params)
+        policy = spec.policy_class()(seed=_derive_seed(seed, index), **spec.params)
         for _ in range(spec.count):
             policies[f"agent_{i}"] = policy
             i += 1
     return env, policies
+
+
+# --------------------------------------------------------------------------- preflight
+def _env_default(config_cls: type[BaseModel] | None, config: Mapping[str, Any], name: str,
+                 fallback: int) -> int:
+    if name in config:
+        return int(config[name])
+    field = config_cls.model_fields.get(name) if config_cls is not None else None
+    return int(field.default) if field is not None and isinstance(field.default, int) \
+        else fallback
+
+
+def preflight(scenario: Scenario, source: str) -> None:
+    """Check that ``scenario`` runs: everything a run would stumble on, before it starts.
+
+    Beyond the schema (checked when the scenario was loaded): the network's memory need is
+    estimated and refused when it exceeds the memory available now (before anything is
+    allocated); every policy is constructed; the environment is built, reset with seed 0
+    (network generation) and stepped twice with random valid actions (a proposal made and
+    resolved) with numpy's floating-point errors raised, and the rewards must be finite.
+
+    Args:
+        scenario: A loaded scenario.
+        source: Where it came from, for the messages (e.g. the file name).
+
+    Raises:
+        ConfigError: With every problem found, one line each; a memory refusal has the path
+            ``network.topology``.
+
+    Example:
+        >>> s = parse_scenario({"name": "t", "agents": [{"type": "honest", "count": 3}],
+        ...                     "simulation": {"n_epochs": 1, "steps_per_epoch": 2}})
+        >>> preflight(s, "t.yaml")   # runs: nothing to report
+        >>> big = s.model_copy(update={"agents": [AgentSpec(type="honest", count=10**6)]})
+        >>> try:
+        ...     preflight(big, "big.yaml")
+        ... except ConfigError as e:
+        ...     print(e.path, "|", e.problem.split(";")[1])
+        network.topology |  use topology small_world or scale_free, or fewer agents
+    """
+    config_cls = _config_class(scenario.env)
+    config = scenario.env_config()
+    n = scenario.n_agents
+    k = _env_default(config_cls, config, "max_neighbors", 8)
+    m = _env_default(config_cls, config, "inbox_size", 4)
+    try:
+        scenario.network.check_memory(n, k, extra_bytes=256 * n * m)
+    except NetworkMemoryError as e:
+        raise ConfigError(source, "network.topology", str(e)) from None
+
+    problems: list[tuple[str, str]] = []
+    for index, spec in enumerate(scenario.agents):
+        try:
+            spec.policy_class()(seed=0, **spec.params)
+        except PolicyLookupError as e:
+            problems.append((f"agents[{index}].type", str(e)))
+        except ValidationError as e:
+            problems += [(_join(f"agents[{index}].params", p), q)
+                         for p, q in _all(e, spec.policy_class().Params)]
+        except Exception as e:  # noqa: BLE001 - a user's policy may fail in any way
+            problems.append((f"agents[{index}].type",
+                             f"constructing {spec.type!r} failed: {type(e).__name__}: {e}"))
+    if problems:
+        raise ConfigError(source, problems=problems)
+
+    try:
+        env, _ = build(scenario, seed=0)
+    except ValidationError as e:
+        raise ConfigError.from_validation_error(e, source, config_cls) from None
+    except (ValueError, OverflowError, MemoryError) as e:
+        raise ConfigError(source, "", f"cannot build the environment: "
+                                      f"{' '.join(str(e).split())}") from None
+    try:
+        _test_steps(env)
+    except NetworkMemoryError as e:
+        raise ConfigError(source, "network.topology", str(e)) from None
+    except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError,
+            MemoryError) as e:
+        raise ConfigError(source, "", f"a test run of this scenario fails: "
+                                      f"{type(e).__name__}: {' '.join(str(e).split())}") \
+            from None
+    finally:
+        env.close()
+
+
+def _test_steps(env: Any) -> None:
+    """Reset with seed 0 and take two steps with random valid actions; rewards must be finite."""
+    rng = np.random.default_rng(0)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        env.reset(seed=0)
+        for _ in range(min(2, getattr(env, "max_steps", 2))):
+            if hasattr(env, "sample_actions") and hasattr(env, "step_arrays"):
+                rewards = env.step_arrays(env.sample_actions(rng))
+            else:  # every agent takes its no-op action
+                rewards = np.asarray(list(env.step({})[1].values()), dtype=np.float64)
+            if not np.all(np.isfinite(rewards)):
+                raise FloatingPointError("the rewards of a test step are not finite; check "
+                                         "the payoff and cost magnitudes")

@@ -1,11 +1,15 @@
 """Scripted sandbox policies: honest, opportunistic, deceptive, adversarial.
 
-They follow the original soft-label sandbox's behaviour rules (``shared/REFERENCE.md``),
-expressed through the sandbox's actions — deception is an action (low effort plus dressed-up
-signals), not a type the environment knows about. Every policy is a vectorised function of the
-observation arrays and its own seeded generator; the memory it needs (how often it has
-proposed, who trusts it, when it last proposed) is in the observation, so one instance can
-drive any number of agents.
+They follow the original soft-label sandbox's behaviour rules (restated, with where we depart
+from them, in ``docs/reference.md``), expressed through the sandbox's actions — deception is
+an action (low effort plus dressed-up signals), not a type the environment knows about. Every
+policy is a vectorised function of the observation arrays and its own seeded generator; the
+memory it needs (how often it has proposed, who trusts it, when it last proposed) is in the
+observation, so one instance can drive any number of agents.
+
+Beyond the four built-ins, :func:`resolve_policy` finds a user's own policy by import path
+(``package.module:ClassName``) or installed entry point (group ``distsafe.policies``);
+:func:`available_policies` lists the built-ins and the installed plug-ins.
 
 =============  ===========================================================================
 policy         behaviour
@@ -32,10 +36,16 @@ adversarial    attacks with probability ``attack_prob`` after a ``cooldown``: ta
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
+import sys
+import warnings
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from baselines.policy import ObsBatch, Policy
 from envs.core.records import InteractionType
@@ -50,8 +60,8 @@ _TASK = int(InteractionType.TASK)
 _VOTE = int(InteractionType.VOTE)
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Params(Policy.Params):
+    """Base of the scripted policies' parameters (strict, frozen, no unknown keys)."""
 
 
 def pick_slots(scores: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -246,17 +256,145 @@ POLICIES: dict[str, type[ScriptedPolicy]] = {
     cls.name: cls for cls in (Honest, Opportunistic, Deceptive, Adversarial)
 }
 
+#: entry-point group under which installed packages register policies (name -> class)
+ENTRY_POINT_GROUP = "distsafe.policies"
 
-def make_policy(kind: str, seed: int | None = None, **params: Any) -> ScriptedPolicy:
-    """Build a scripted policy by name, e.g. ``make_policy("honest", seed=0)``.
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+class PolicyLookupError(ValueError):
+    """A policy name or import path that does not lead to a :class:`Policy` subclass."""
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _check_policy_class(obj: Any, what: str) -> type[Policy]:
+    if not (isinstance(obj, type) and issubclass(obj, Policy)):
+        kind = f"the class {obj.__name__}" if isinstance(obj, type) else \
+            f"a {type(obj).__name__}"
+        raise PolicyLookupError(f"{what} is {kind}, not a subclass of baselines.policy.Policy")
+    if not (isinstance(obj.Params, type) and issubclass(obj.Params, BaseModel)):
+        raise PolicyLookupError(f"{what}: its Params must be a pydantic model (subclass "
+                                "Policy.Params)")
+    return obj
+
+
+def _import_module(module: str, name: str) -> Any:
+    """Import ``module``; when it is not found, once more with the current folder on the path."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing_itself = e.name is not None and (module == e.name
+                                                 or module.startswith(e.name + "."))
+        cwd = os.getcwd()
+        if missing_itself and cwd not in sys.path and "" not in sys.path:
+            sys.path.append(cwd)  # as `python` does for scripts: modules beside the scenario
+            importlib.invalidate_caches()
+            return _import_module(module, name)
+        if missing_itself:
+            raise PolicyLookupError(
+                f"cannot import module {module!r} for agent type {name!r}: no such module "
+                "in the current folder or on PYTHONPATH") from None
+        raise PolicyLookupError(f"cannot import module {module!r} for agent type {name!r}: "
+                                f"{type(e).__name__}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any error in the user's module is reported
+        raise PolicyLookupError(f"cannot import module {module!r} for agent type {name!r}: "
+                                f"{type(e).__name__}: {e}") from None
+
+
+def _from_import_path(name: str) -> type[Policy]:
+    if not _IMPORT_PATH.match(name):
+        raise PolicyLookupError(f"agent type {name!r} is not an import path; expected "
+                                "package.module:ClassName")
+    module_name, _, attr = name.partition(":")
+    obj: Any = _import_module(module_name, name)
+    for i, part in enumerate(attr.split(".")):
+        if not hasattr(obj, part):
+            where = module_name if i == 0 else f"{module_name}:{'.'.join(attr.split('.')[:i])}"
+            found = sorted(k for k, v in vars(obj).items()
+                           if isinstance(v, type) and issubclass(v, Policy) and v is not Policy)
+            hint = f"; it defines: {', '.join(found)}" if found else \
+                "; it defines no Policy subclass"
+            raise PolicyLookupError(f"{where!r} has no attribute {part!r}{hint}")
+        obj = getattr(obj, part)
+    return _check_policy_class(obj, repr(name))
+
+
+def resolve_policy(name: str) -> type[Policy]:
+    """The policy class a scenario's agent ``type`` names.
+
+    Looked up, in order: a built-in scripted policy (:data:`POLICIES`), an import path
+    ``package.module:ClassName`` (the module is imported from ``sys.path``, or else from the
+    current folder, which is then added to ``sys.path``), an installed entry point of group
+    ``distsafe.policies``.
+
+    Args:
+        name: A policy name or import path.
+
+    Returns:
+        The :class:`Policy` subclass.
+
+    Raises:
+        PolicyLookupError: An unknown name (the message lists the allowed ones), a module that
+            cannot be imported, a missing class, or an object that is not a Policy subclass.
+
+    Example:
+        >>> resolve_policy("honest").__name__, resolve_policy("baselines.scripted:Honest").name
+        ('Honest', 'honest')
+    """
+    if not isinstance(name, str):
+        raise PolicyLookupError(f"a policy is named by a string; got {type(name).__name__}")
+    if name in POLICIES:
+        return POLICIES[name]
+    if ":" in name:
+        return _from_import_path(name)
+    eps = _entry_points()
+    if name in eps:
+        try:
+            obj = eps[name].load()
+        except Exception as e:  # noqa: BLE001 - a broken plug-in is reported, not raised
+            raise PolicyLookupError(f"cannot load policy {name!r} (entry point "
+                                    f"{eps[name].value!r}): {type(e).__name__}: {e}") from None
+        return _check_policy_class(obj, f"entry point {name!r} ({eps[name].value})")
+    allowed = ", ".join(sorted(set(POLICIES) | set(eps)))
+    raise PolicyLookupError(f"unknown agent type {name!r}; allowed: {allowed}")
+
+
+def available_policies() -> dict[str, type[Policy]]:
+    """Every policy that a name can select: the built-ins, then installed plug-ins.
+
+    Plug-ins are the entry points of group ``distsafe.policies`` (in a package's
+    ``pyproject.toml``: ``[project.entry-points."distsafe.policies"]`` ``name =
+    "package.module:ClassName"``). A built-in's name cannot be taken by a plug-in; a plug-in
+    that fails to load or is not a Policy subclass is left out with a warning.
+
+    Returns:
+        ``{name: Policy subclass}``, sorted by name.
+    """
+    out: dict[str, type[Policy]] = dict(POLICIES)
+    for name in _entry_points():
+        if name in out:
+            continue
+        try:
+            out[name] = resolve_policy(name)
+        except PolicyLookupError as e:
+            warnings.warn(f"distsafe: skipping policy plug-in {name!r}: {e}", stacklevel=2)
+    return dict(sorted(out.items()))
+
+
+def policy_label(cls: type[Policy]) -> str:
+    """A policy class's group label: its ``name`` if it sets one, else its class name."""
+    name = getattr(cls, "name", None)
+    return name if isinstance(name, str) and name and name != Policy.name else cls.__name__
+
+
+def make_policy(kind: str, seed: int | None = None, **params: Any) -> Policy:
+    """Build a policy by name or import path, e.g. ``make_policy("honest", seed=0)``.
 
     Example:
         >>> make_policy("honest", seed=1, propose_prob=0.2)
         Honest(propose_prob=0.2, accept_threshold=0.4, trust_weight=0.3)
     """
-    try:
-        cls = POLICIES[kind]
-    except KeyError:
-        raise ValueError(f"unknown policy {kind!r}; allowed: {', '.join(sorted(POLICIES))}") \
-            from None
-    return cls(seed=seed, **params)
+    return resolve_policy(kind)(seed=seed, **params)
