@@ -4,8 +4,15 @@ Every interaction carries a soft label ``p = P(v = +1)`` in ``[0, 1]`` (``v`` in
 the hidden truth, known to the simulator), an ``accepted`` flag, and payoffs for its initiator
 and counterparty. All functions here are pure, vectorised numpy functions of array-likes (no
 Python loop runs over records), safe on empty / all-accepted / all-rejected inputs, and silent
-(no numpy ``RuntimeWarning``): where a quantity is undefined they return ``float('nan')``.
-Scalar results are Python ``float``.
+(no numpy ``RuntimeWarning``): where a quantity is undefined (an empty selection: nothing
+accepted, no rejected, an empty bin, one class only, empty input) they return
+``float('nan')``, and only there. Scalar results are Python ``float``.
+
+Input rule, the same for every function: ``p`` must be numbers in ``[0, 1]`` (bools count as
+0/1; ``nan``, values outside ``[0, 1]`` and strings are errors), and ``accepted`` must be
+booleans or numbers exactly 0 or 1 (``0.3``, ``2``, ``nan`` or strings are errors). A violation
+raises ``ValueError`` naming the argument and an offending value; the check is one vectorised
+pass (a min and a max) per argument per call.
 
 Notation: ``A`` = accepted, ``R`` = rejected, ``t`` = threshold, ``y = 1[v > 0]`` (``v`` may be
 ``±1`` ints, ``0/1`` ints or bools), ``h = 1[p >= t]`` (hard label), ``N`` = number of records.
@@ -101,12 +108,46 @@ def _floats(x: ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(-1)
 
 
-def _bools(x: ArrayLike) -> np.ndarray:
-    """1-D bool view/copy of ``x`` (nonzero = True)."""
+def _sample(arr: np.ndarray, bad: np.ndarray) -> str:
+    """The first offending value of ``arr`` (and how many there are) for a message."""
+    values = arr[bad]
+    more = f" (and {values.size - 1} more)" if values.size > 1 else ""
+    return f"{values[0].item()!r}{more}"
+
+
+def _probs(p: ArrayLike, name: str = "p") -> np.ndarray:
+    """``p`` as a 1-D float64 array, checked: numbers (bools allowed) in ``[0, 1]``, no nan."""
+    arr = np.asarray(p)
+    if arr.dtype.kind not in "biuf":
+        flat = arr.reshape(-1)
+        raise ValueError(f"{name} must be numbers in [0, 1] (soft labels); got "
+                         f"{flat[0].item() if flat.size else arr!r} of dtype {arr.dtype}")
+    pa = arr.astype(np.float64, copy=False).reshape(-1)
+    if pa.size and not (pa.min() >= 0.0 and pa.max() <= 1.0):  # nan fails both
+        raise ValueError(f"{name} must lie in [0, 1] (soft labels); got "
+                         f"{_sample(pa, ~((pa >= 0.0) & (pa <= 1.0)))}")
+    return pa
+
+
+def _bools(x: ArrayLike, name: str = "accepted") -> np.ndarray:
+    """1-D bool view/copy of ``x``, checked: bools, or numbers that are exactly 0 or 1."""
     arr = np.asarray(x)
-    if arr.dtype != np.bool_:
-        arr = arr != 0
-    return arr.reshape(-1)
+    kind = arr.dtype.kind
+    if kind == "b":
+        return arr.reshape(-1)
+    if kind not in "iuf":
+        flat = arr.reshape(-1)
+        raise ValueError(f"{name} must be booleans (or 0/1); got "
+                         f"{flat[0].item() if flat.size else arr!r} of dtype {arr.dtype}")
+    flat = arr.reshape(-1)
+    if flat.size and not (flat.min() >= 0 and flat.max() <= 1):  # nan fails both
+        raise ValueError(f"{name} must be booleans (or 0/1); got "
+                         f"{_sample(flat, ~((flat == 0) | (flat == 1)))}")
+    if kind == "f" and flat.size:
+        fraction = (flat != 0) & (flat != 1)
+        if fraction.any():
+            raise ValueError(f"{name} must be booleans (or 0/1); got {_sample(flat, fraction)}")
+    return flat != 0
 
 
 def _labels(v: ArrayLike) -> np.ndarray:
@@ -145,7 +186,7 @@ def _cond_mean(x: np.ndarray, mask: np.ndarray) -> float:
 def _bin_index(p: np.ndarray, bins: int) -> np.ndarray:
     """Equal-width bin of each ``p`` over ``[0, 1]``; ``p = 1`` goes to the last bin.
 
-    Values outside ``[0, 1]`` are clipped into the first / last bin.
+    ``p`` is checked to lie in ``[0, 1]`` by the callers; the clip guards rounding only.
     """
     idx = np.floor(np.clip(p, 0.0, 1.0) * bins)
     return np.minimum(idx, bins - 1).astype(np.intp)
@@ -170,7 +211,7 @@ def toxicity(p: ArrayLike, accepted: ArrayLike) -> float:
         >>> round(toxicity([0.9, 0.2, 0.6], [1, 0, 1]), 4)
         0.25
     """
-    pa, acc = _floats(p), _bools(accepted)
+    pa, acc = _probs(p), _bools(accepted)
     _check_same_length(p=pa, accepted=acc)
     return _cond_mean(1.0 - pa, acc)
 
@@ -192,7 +233,7 @@ def hard_toxicity(p: ArrayLike, accepted: ArrayLike, threshold: float = 0.5) -> 
         >>> hard_toxicity([0.9, 0.2, 0.4], [1, 0, 1])
         0.5
     """
-    pa, acc = _floats(p), _bools(accepted)
+    pa, acc = _probs(p), _bools(accepted)
     _check_same_length(p=pa, accepted=acc)
     return _cond_mean((pa < threshold).astype(np.float64), acc)
 
@@ -200,11 +241,11 @@ def hard_toxicity(p: ArrayLike, accepted: ArrayLike, threshold: float = 0.5) -> 
 def quality_gap(p: ArrayLike, accepted: ArrayLike) -> float:
     """Quality gap ``E[p | accepted] - E[p | rejected]``.
 
-    Negative values signal adverse selection (worse interactions get accepted). Any values can
-    stand in for ``p``, e.g. the truth indicator ``(v == 1)`` or hard labels.
+    Negative values signal adverse selection (worse interactions get accepted). Any values in
+    ``[0, 1]`` can stand in for ``p``, e.g. the truth indicator ``(v == 1)`` or hard labels.
 
     Args:
-        p: Per-interaction values (soft labels, indicators, ...).
+        p: Per-interaction values in ``[0, 1]`` (soft labels, indicators, ...).
         accepted: Acceptance flags, same length as ``p``.
 
     Returns:
@@ -215,7 +256,7 @@ def quality_gap(p: ArrayLike, accepted: ArrayLike) -> float:
         >>> round(quality_gap([0.9, 0.2, 0.6], [1, 0, 1]), 4)
         0.55
     """
-    pa, acc = _floats(p), _bools(accepted)
+    pa, acc = _probs(p), _bools(accepted)
     _check_same_length(p=pa, accepted=acc)
     return _cond_mean(pa, acc) - _cond_mean(pa, ~acc)
 
@@ -235,7 +276,7 @@ def hard_quality_gap(p: ArrayLike, accepted: ArrayLike, threshold: float = 0.5) 
         >>> hard_quality_gap([0.9, 0.2, 0.4, 0.7], [1, 1, 0, 0])
         0.0
     """
-    pa = _floats(p)
+    pa = _probs(p)
     return quality_gap((pa >= threshold).astype(np.float64), accepted)
 
 
@@ -281,7 +322,7 @@ def spread(
         >>> round(spread([0.9, 0.2, 0.6], [1, 0, 1]), 4)
         -0.55
     """
-    pa, acc = _floats(p), _bools(accepted)
+    pa, acc = _probs(p), _bools(accepted)
     _check_same_length(p=pa, accepted=acc)
     return (s_plus + s_minus) * (_mean(pa) - _cond_mean(pa, acc))
 
@@ -309,7 +350,7 @@ def hard_spread(
         >>> hard_spread([0.9, 0.2, 0.6, 0.1], [1, 0, 0, 1])
         0.0
     """
-    pa = _floats(p)
+    pa = _probs(p)
     return spread((pa >= threshold).astype(np.float64), accepted, s_plus, s_minus)
 
 
@@ -331,7 +372,7 @@ def participation_by_quality(
         >>> participation_by_quality([0.9, 0.8, 0.2], [1, 0, 0])
         {'high': 0.5, 'low': 0.0}
     """
-    pa, acc = _floats(p), _bools(accepted)
+    pa, acc = _probs(p), _bools(accepted)
     _check_same_length(p=pa, accepted=acc)
     high = pa >= threshold
     accf = acc.astype(np.float64)
@@ -352,15 +393,14 @@ def uncertain_fraction(p: ArrayLike, band: float = 0.2) -> float:
         >>> uncertain_fraction([0.5, 0.65, 0.9, 0.1])
         0.5
     """
-    pa = _floats(p)
+    pa = _probs(p)
     return _mean((np.abs(pa - 0.5) < band).astype(np.float64))
 
 
 def quality_distribution(p: ArrayLike, bins: int = 10) -> np.ndarray:
     """Histogram counts of soft labels over ``[0, 1]`` in ``bins`` equal-width bins.
 
-    Bins are half-open ``[lo, hi)`` except the last, which also holds ``p = 1.0``. Values
-    outside ``[0, 1]`` are clipped into the first / last bin.
+    Bins are half-open ``[lo, hi)`` except the last, which also holds ``p = 1.0``.
 
     Args:
         p: Soft labels in ``[0, 1]``.
@@ -374,7 +414,7 @@ def quality_distribution(p: ArrayLike, bins: int = 10) -> np.ndarray:
         [1, 0, 2, 1]
     """
     bins = _check_bins(bins)
-    pa = _floats(p)
+    pa = _probs(p)
     return np.bincount(_bin_index(pa, bins), minlength=bins).astype(np.int64)
 
 
@@ -443,7 +483,7 @@ def brier_score(p: ArrayLike, v: ArrayLike) -> float:
         >>> round(brier_score([0.9, 0.2, 0.6], [1, -1, -1]), 4)
         0.1367
     """
-    pa, y = _floats(p), _labels(v)
+    pa, y = _probs(p), _labels(v)
     _check_same_length(p=pa, v=y)
     return _mean((pa - y) ** 2)
 
@@ -463,7 +503,7 @@ def hard_brier_score(p: ArrayLike, v: ArrayLike, threshold: float = 0.5) -> floa
         >>> round(hard_brier_score([0.9, 0.2, 0.6], [1, -1, -1]), 4)
         0.3333
     """
-    pa = _floats(p)
+    pa = _probs(p)
     return brier_score((pa >= threshold).astype(np.float64), v)
 
 
@@ -482,7 +522,7 @@ def hard_accuracy(p: ArrayLike, v: ArrayLike, threshold: float = 0.5) -> float:
         >>> hard_accuracy([0.9, 0.2, 0.6, 0.4], [1, -1, -1, 1])
         0.5
     """
-    pa, y = _floats(p), _labels(v)
+    pa, y = _probs(p), _labels(v)
     _check_same_length(p=pa, v=y)
     return _mean(((pa >= threshold) == y).astype(np.float64))
 
@@ -506,7 +546,7 @@ def expected_calibration_error(p: ArrayLike, v: ArrayLike, bins: int = 10) -> fl
         0.2
     """
     bins = _check_bins(bins)
-    pa, y = _floats(p), _labels(v)
+    pa, y = _probs(p), _labels(v)
     _check_same_length(p=pa, v=y)
     if pa.size == 0:
         return NAN
@@ -539,7 +579,7 @@ def calibration_curve(
         ([0.3, 0.8], [0.5, 1.0], [2, 1])
     """
     bins = _check_bins(bins)
-    pa, y = _floats(p), _labels(v)
+    pa, y = _probs(p), _labels(v)
     _check_same_length(p=pa, v=y)
     idx = _bin_index(pa, bins)
     counts = np.bincount(idx, minlength=bins)
@@ -565,7 +605,7 @@ def log_loss(p: ArrayLike, v: ArrayLike, eps: float = 1e-12) -> float:
         >>> round(log_loss([0.5, 0.5], [1, -1]), 4)
         0.6931
     """
-    pa, y = _floats(p), _labels(v)
+    pa, y = _probs(p), _labels(v)
     _check_same_length(p=pa, v=y)
     if pa.size == 0:
         return NAN
@@ -591,7 +631,7 @@ def auc(p: ArrayLike, v: ArrayLike) -> float:
         >>> auc([0.1, 0.4, 0.35, 0.8], [-1, -1, 1, 1])
         0.75
     """
-    pa, y = _floats(p), _labels(v)
+    pa, y = _probs(p), _labels(v)
     _check_same_length(p=pa, v=y)
     n1 = int(np.count_nonzero(y))
     n0 = int(y.size - n1)
@@ -799,7 +839,7 @@ def soft_metrics(
         >>> m["n_accepted"], round(m["toxicity"], 4), m["realized_harm_rate"]
         (2.0, 0.25, 0.5)
     """
-    pa, acc = _floats(p), _bools(accepted)
+    pa, acc = _probs(p), _bools(accepted)
     _check_same_length(p=pa, accepted=acc)
     part = participation_by_quality(pa, acc, threshold)
     out: dict[str, float] = {
