@@ -535,3 +535,86 @@ def test_property_gini_range(xs):
 def test_all_public_names_exported():
     for name in metrics_module.__all__:
         assert hasattr(metrics_module, name)
+
+
+# --------------------------------------------------------------------------------------------
+# input rule: p in [0, 1] (no nan), accepted boolean or exactly 0/1, in every function
+# --------------------------------------------------------------------------------------------
+
+# every public function that takes p, called with p (and otherwise valid arguments)
+P_FUNCTIONS = {
+    "toxicity": lambda p: toxicity(p, [1, 0, 1]),
+    "hard_toxicity": lambda p: hard_toxicity(p, [1, 0, 1]),
+    "quality_gap": lambda p: quality_gap(p, [1, 0, 1]),
+    "hard_quality_gap": lambda p: hard_quality_gap(p, [1, 0, 1]),
+    "spread": lambda p: spread(p, [1, 0, 1]),
+    "hard_spread": lambda p: hard_spread(p, [1, 0, 1]),
+    "participation_by_quality": lambda p: participation_by_quality(p, [1, 0, 1]),
+    "uncertain_fraction": lambda p: uncertain_fraction(p),
+    "quality_distribution": lambda p: quality_distribution(p),
+    "brier_score": lambda p: brier_score(p, V),
+    "hard_brier_score": lambda p: hard_brier_score(p, V),
+    "hard_accuracy": lambda p: hard_accuracy(p, V),
+    "expected_calibration_error": lambda p: expected_calibration_error(p, V),
+    "calibration_curve": lambda p: calibration_curve(p, V),
+    "log_loss": lambda p: log_loss(p, V),
+    "auc": lambda p: auc(p, V),
+    "soft_metrics": lambda p: soft_metrics(p, [1, 0, 1], v=V),
+    "MetricsReporter.compute": lambda p: MetricsReporter().compute(p, [1, 0, 1]),
+}
+# every public function that takes accepted
+ACC_FUNCTIONS = {
+    "toxicity": lambda a: toxicity(P, a),
+    "hard_toxicity": lambda a: hard_toxicity(P, a),
+    "quality_gap": lambda a: quality_gap(P, a),
+    "hard_quality_gap": lambda a: hard_quality_gap(P, a),
+    "conditional_loss": lambda a: conditional_loss([1.0, 2.0, 3.0], a),
+    "spread": lambda a: spread(P, a),
+    "hard_spread": lambda a: hard_spread(P, a),
+    "participation_by_quality": lambda a: participation_by_quality(P, a),
+    "acceptance_rate": lambda a: acceptance_rate(a),
+    "welfare": lambda a: welfare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], a),
+    "soft_metrics": lambda a: soft_metrics(P, a),
+    "MetricsReporter.compute": lambda a: MetricsReporter().compute(P, a),
+}
+BAD_P = [
+    pytest.param([0.9, 1.5, 0.6], r"p must lie in \[0, 1\].*got 1\.5", id="above-1"),
+    pytest.param([0.9, -0.2, 0.6], r"p must lie in \[0, 1\].*got -0\.2", id="below-0"),
+    pytest.param([0.9, float("nan"), 0.6], r"p must lie in \[0, 1\].*got nan", id="nan"),
+    pytest.param([0.9, float("inf"), 0.6], r"p must lie in \[0, 1\].*got inf", id="inf"),
+    pytest.param(["0.9", "0.2", "0.6"], r"p must be numbers in \[0, 1\].*'0\.9'", id="strings"),
+]
+BAD_ACCEPTED = [
+    pytest.param([1, 0.3, 1], r"accepted must be booleans \(or 0/1\); got 0\.3", id="0.3"),
+    pytest.param([1, 2, 0], r"accepted must be booleans \(or 0/1\); got 2\b", id="int-2"),
+    pytest.param([1, -1, 0], r"accepted must be booleans \(or 0/1\); got -1\b", id="int-neg"),
+    pytest.param([1.0, float("nan"), 0.0], r"accepted must be booleans.*got nan", id="nan"),
+    pytest.param(["yes", "no", "yes"], r"accepted must be booleans.*'yes'", id="strings"),
+    pytest.param([True, None, False], r"accepted must be booleans.*dtype object", id="None"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(P_FUNCTIONS))
+@pytest.mark.parametrize(("p", "pattern"), BAD_P)
+def test_bad_p_is_an_error_everywhere(name, p, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        P_FUNCTIONS[name](p)
+
+
+@pytest.mark.parametrize("name", sorted(ACC_FUNCTIONS))
+@pytest.mark.parametrize(("accepted", "pattern"), BAD_ACCEPTED)
+def test_non_boolean_accepted_is_an_error_everywhere(name, accepted, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        ACC_FUNCTIONS[name](accepted)
+
+
+def test_valid_flag_and_label_forms_are_accepted():
+    for acc in ([1, 0, 1], [True, False, True], [1.0, 0.0, 1.0], np.array([1, 0, 1], np.uint8)):
+        assert toxicity(P, acc) == approx(0.25)
+    assert toxicity([1, 0, 1], [True, False, True]) == 0.0  # integer labels 0/1 are in [0, 1]
+    assert quality_gap([True, False, True], [1, 0, 0]) == approx(0.5)  # indicators
+
+
+def test_error_names_how_many_values_are_bad():
+    with pytest.raises(ValueError, match=r"got 1\.5 \(and 2 more\)"):
+        toxicity([1.5, 2.0, -1.0], [1, 1, 1])

@@ -115,13 +115,30 @@ def _sample(arr: np.ndarray, bad: np.ndarray) -> str:
     return f"{values[0].item()!r}{more}"
 
 
+def _is_unit(x: object) -> bool:
+    return isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating)) \
+        and 0 <= x <= 1
+
+
+def _is_flag(x: object) -> bool:
+    return isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating)) \
+        and x in (0, 1)
+
+
+def _first_odd(arr: np.ndarray, ok) -> object:
+    """The first element of a non-numeric array that ``ok`` rejects (error messages only)."""
+    for x in arr.reshape(-1).tolist():
+        if not ok(x):
+            return x
+    return arr.reshape(-1)[0].item() if arr.size else arr
+
+
 def _probs(p: ArrayLike, name: str = "p") -> np.ndarray:
     """``p`` as a 1-D float64 array, checked: numbers (bools allowed) in ``[0, 1]``, no nan."""
     arr = np.asarray(p)
     if arr.dtype.kind not in "biuf":
-        flat = arr.reshape(-1)
         raise ValueError(f"{name} must be numbers in [0, 1] (soft labels); got "
-                         f"{flat[0].item() if flat.size else arr!r} of dtype {arr.dtype}")
+                         f"{_first_odd(arr, _is_unit)!r} (dtype {arr.dtype})")
     pa = arr.astype(np.float64, copy=False).reshape(-1)
     if pa.size and not (pa.min() >= 0.0 and pa.max() <= 1.0):  # nan fails both
         raise ValueError(f"{name} must lie in [0, 1] (soft labels); got "
@@ -136,9 +153,8 @@ def _bools(x: ArrayLike, name: str = "accepted") -> np.ndarray:
     if kind == "b":
         return arr.reshape(-1)
     if kind not in "iuf":
-        flat = arr.reshape(-1)
         raise ValueError(f"{name} must be booleans (or 0/1); got "
-                         f"{flat[0].item() if flat.size else arr!r} of dtype {arr.dtype}")
+                         f"{_first_odd(arr, _is_flag)!r} (dtype {arr.dtype})")
     flat = arr.reshape(-1)
     if flat.size and not (flat.min() >= 0 and flat.max() <= 1):  # nan fails both
         raise ValueError(f"{name} must be booleans (or 0/1); got "
