@@ -317,7 +317,7 @@ def _from_import_path(name: str) -> type[Policy]:
                            if isinstance(v, type) and issubclass(v, Policy) and v is not Policy)
             hint = f"; it defines: {', '.join(found)}" if found else \
                 "; it defines no Policy subclass"
-            raise PolicyLookupError(f"{where!r} has no attribute {part!r}{hint}")
+            raise PolicyLookupError(f"{name!r}: {where!r} has no attribute {part!r}{hint}")
         obj = getattr(obj, part)
     return _check_policy_class(obj, repr(name))
 
