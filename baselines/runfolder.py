@@ -20,7 +20,7 @@ Example:
     >>> import tempfile, pathlib
     >>> folder = RunFolder(pathlib.Path(tempfile.mkdtemp()) / "run")
     >>> folder.create()
-    >>> folder.write_text("config.yaml", "name: x\\n")
+    >>> _ = folder.write_text("config.yaml", "name: x\\n")
     >>> sorted(p.name for p in folder.path.iterdir())
     ['.lock', 'config.yaml']
     >>> folder.release()
