@@ -320,6 +320,15 @@ class SandboxEnv(ParallelEnv):
         self._seed: int | None = None
         self._episode = -1
         self._cost_hooks: list[Any] = []
+        self._weight_hooks: list[Any] = []
+        self._step_hooks: list[Any] = []
+        self._epoch_hooks: list[Any] = []
+        self._reset_hooks: list[Any] = []
+        self._listeners: list[Any] = []
+        self._freeze_bit: dict[str, int] = {"bankrupt": 0, "manual": 1}
+        self._gov_seeds = np.random.SeedSequence()
+        self._gov_events: list[dict] = []
+        self._in_step = False
         self.network: Network | None = None
         self.t = 0
 
@@ -341,6 +350,8 @@ class SandboxEnv(ParallelEnv):
         c.network.check_memory(n, c.max_neighbors, extra_bytes=256 * n * c.inbox_size)
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+            # levers draw from their own streams, so adding one never moves the env's draws
+            self._gov_seeds = np.random.SeedSequence([seed, 0x60F])
         self._seed = seed
         self._episode += 1
         net_seed = int(self._rng.integers(2**31 - 1))
@@ -350,6 +361,8 @@ class SandboxEnv(ParallelEnv):
         self.resources = np.full(n, c.initial_resources, dtype=np.float64)
         self.reputation = np.full(n, c.initial_reputation, dtype=np.float64)
         self.frozen = np.zeros(n, dtype=bool)
+        self._freeze_bits = np.zeros(n, dtype=np.uint64)  # one bit per reason (lever)
+        self._gov_events = []
         self.n_initiated = np.zeros(n, dtype=np.int64)
         self.n_accepted_init = np.zeros(n, dtype=np.int64)
         self.last_proposal = np.full(n, -1, dtype=np.int64)
@@ -367,8 +380,10 @@ class SandboxEnv(ParallelEnv):
         self._resp_mask[:, :, 1] = 0
         self._inbox_rows = np.zeros(0, dtype=np.int64)
         self._inbox_slots = np.zeros(0, dtype=np.int64)
-        self._write_observations()
         self._build_dicts()
+        for hook, child in zip(self._reset_hooks, self._gov_seeds.spawn(len(self._reset_hooks))):
+            hook(np.random.default_rng(child))
+        self._write_observations()
         if self.event_log is not None:
             self.event_log.run_start(env="sandbox-v0", config=c.model_dump(mode="json"),
                                      seed=self._seed, agents=self.possible_agents,
@@ -376,18 +391,122 @@ class SandboxEnv(ParallelEnv):
         obs = self._observations_out()
         return obs, self.infos
 
-    def set_frozen(self, agents: Any, frozen: bool = True) -> None:
-        """Freeze (or unfreeze) agents: a frozen agent may only pass and reject.
+    def set_frozen(self, agents: Any, frozen: bool = True, *, lever: str = "manual") -> None:
+        """Freeze (or release) agents for one reason: a frozen agent may only pass and reject.
 
-        ``agents``: names, indices or a boolean mask. Governance levers (circuit breakers,
-        staking) call this; the action masks follow at the next observation.
+        ``agents``: names, indices or a boolean mask. Each ``lever`` freezes for its own
+        reason, so releasing one lever's freeze never lifts another's (or a bankruptcy).
+        The action masks follow at once.
         """
         if self.network is None:
             raise RuntimeError("sandbox: set_frozen() needs a reset() first")
         idx = self._agent_index(agents)
-        self.frozen[idx] = frozen
+        bit = self._freeze_bit.get(lever)
+        if bit is None:
+            if len(self._freeze_bit) >= 64:
+                raise ValueError("sandbox: at most 64 freezing levers")
+            bit = self._freeze_bit[lever] = len(self._freeze_bit)
+        flag = np.uint64(1) << np.uint64(bit)
+        if frozen:
+            self._freeze_bits[idx] |= flag
+        else:
+            self._freeze_bits[idx] &= ~flag
+        np.not_equal(self._freeze_bits, 0, out=self.frozen)
         self._static_dirty = True
-        self._write_observations()
+        if not self._in_step:
+            self._write_observations()
+
+    # ------------------------------------------------------------------ governance seam
+    def add_weight_hook(self, hook: Any) -> None:
+        """Register ``hook(batch) -> weights | None``: multiplies each resolved interaction's
+        surplus, externality and reputation effect (``batch.weight``)."""
+        self._weight_hooks.append(hook)
+
+    def add_step_hook(self, hook: Any) -> None:
+        """Register ``hook(batch)``, called after each step's interactions are paid."""
+        self._step_hooks.append(hook)
+
+    def add_epoch_hook(self, hook: Any) -> None:
+        """Register ``hook(epoch)``, called at each epoch end before the epoch is logged."""
+        self._epoch_hooks.append(hook)
+
+    def add_reset_hook(self, hook: Any) -> None:
+        """Register ``hook(rng)``, called at each reset with the lever's own generator
+        (seeded from the reset seed, independent of the environment's draws)."""
+        self._reset_hooks.append(hook)
+
+    def add_listener(self, hook: Any) -> None:
+        """Register ``hook(lever, data)``, called for every governance event."""
+        self._listeners.append(hook)
+
+    def frozen_mask(self) -> np.ndarray:
+        """Who is frozen now, for any reason (a copy)."""
+        return self.frozen.copy()
+
+    def get_reputation(self) -> np.ndarray:
+        """Public reputation of every agent (a copy)."""
+        return self.reputation.copy()
+
+    def set_reputation(self, values: Any) -> None:
+        """Overwrite public reputation (finite values, one per agent)."""
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.shape != self.reputation.shape or not np.isfinite(arr).all():
+            raise ValueError(f"sandbox: reputation must be {self.reputation.shape[0]} finite "
+                             f"values, got shape {arr.shape}")
+        self.reputation[:] = arr
+
+    def get_resources(self) -> np.ndarray:
+        """Resources of every agent (a copy)."""
+        return self.resources.copy()
+
+    def add_rewards(self, delta: Any) -> None:
+        """Inside a hook: add ``delta`` (one value per agent) to this step's rewards, and so
+        to resources, in the same step."""
+        if not self._in_step:
+            raise RuntimeError("sandbox: add_rewards() is for hooks, during a step")
+        arr = np.asarray(delta, dtype=np.float64)
+        if arr.shape != self.reward_array.shape or not np.isfinite(arr).all():
+            raise ValueError(f"sandbox: add_rewards needs {self.reward_array.shape[0]} finite "
+                             f"values, got shape {arr.shape}")
+        self.reward_array += arr
+
+    def cut_edges(self, agents: Any) -> int:
+        """Remove every edge of ``agents`` (a dynamic network only); returns edges cut."""
+        if not self.config.network.dynamic:
+            raise ValueError("sandbox: cutting edges needs a dynamic network "
+                             "(network.dynamic: true)")
+        idx = self._agent_index(agents)
+        net = self.network
+        old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
+        cut = net.cut_nodes(idx)
+        if cut:
+            self._after_prune(old_keys)
+        return cut
+
+    def log_governance(self, lever: str, data: dict, agents: Any = ()) -> None:
+        """Record what a lever did: the event log, ``infos[agent]["governance"]`` of the
+        ``agents`` named, the per-epoch metrics (``data["summary"]``), the listeners."""
+        step, epoch = self.clock
+        self._gov_events.append(data)
+        if self.event_log is not None:
+            self.event_log.governance(step, epoch, lever, data)
+        names = self.possible_agents
+        for i in np.asarray(agents, dtype=np.int64).ravel().tolist():
+            self.infos[names[i]].setdefault("governance", []).append(
+                {"lever": lever, "step": step})
+        for hook in self._listeners:
+            hook(lever, data)
+
+    def pop_governance(self) -> list[dict]:
+        """The governance events' data since the last call (the runner reads them per epoch)."""
+        out, self._gov_events = self._gov_events, []
+        return out
+
+    @property
+    def clock(self) -> tuple[int, int]:
+        """``(step, epoch)`` of the step being played (of the next step between steps)."""
+        t = min(self.t, self.max_steps - 1)
+        return t, t // self.config.steps_per_epoch
 
     def _agent_index(self, agents: Any) -> np.ndarray:
         if isinstance(agents, str):
@@ -529,12 +648,22 @@ class SandboxEnv(ParallelEnv):
         epoch = t // c.steps_per_epoch
         reward = self.reward_array
         reward[:] = 0.0
-        batch = self._resolve(actions, t, epoch, reward)
-        self._propose(actions, t, reward)
+        self._in_step = True
+        try:
+            batch = self._resolve(actions, t, epoch, reward)
+            self._propose(actions, t, reward)
+            for hook in self._step_hooks:
+                hook(batch)
+            if (t + 1) % c.steps_per_epoch == 0:
+                for hook in self._epoch_hooks:
+                    hook(epoch)
+        finally:
+            self._in_step = False
         self.resources += reward
         self.cumulative_reward += reward
         broke = (self.resources <= 0.0) & ~self.frozen
         if broke.any():
+            self._freeze_bits[broke] |= np.uint64(1)  # bit 0: bankrupt, for good
             self.frozen |= broke
             self._static_dirty = True
         self.last_batch = batch
@@ -572,8 +701,16 @@ class SandboxEnv(ParallelEnv):
             rework_count=pend.rework, verifier_rejections=pend.rejections,
             tool_misuse=pend.misuse, engagement=pend.engagement, v_hat=pend.v_hat, p=p,
             tau=pend.tau, c_a=np.zeros(n), c_b=np.zeros(n), r_a=r_a, r_b=np.zeros(n),
-            payoff_a=np.zeros(n), payoff_b=np.zeros(n), step=np.full(n, t, dtype=np.int32),
-            epoch=np.full(n, epoch, dtype=np.int32))
+            payoff_a=np.zeros(n), payoff_b=np.zeros(n), weight=np.ones(n),
+            step=np.full(n, t, dtype=np.int32), epoch=np.full(n, epoch, dtype=np.int32))
+        weight: Any = None
+        if self._weight_hooks:
+            for hook in self._weight_hooks:
+                w = hook(batch)
+                if w is not None:
+                    batch.weight *= w
+            weight = batch.weight
+            r_a *= weight  # the weight scales the reputation effect too
         c_a: Any = 0.0
         c_b: Any = 0.0
         if self._cost_hooks:
@@ -585,9 +722,9 @@ class SandboxEnv(ParallelEnv):
             c_a, c_b = batch.c_a, batch.c_b
         tau = pend.tau * accf  # the offered transfer is paid only when accepted
         if self.config.reward_mode == "soft":
-            pi_a, pi_b = self.payoff.payoffs(p, tau, c_a, c_b, r_a, 0.0)
+            pi_a, pi_b = self.payoff.payoffs(p, tau, c_a, c_b, r_a, 0.0, weight)
         else:
-            pi_a, pi_b = self.payoff.realized_payoffs(pend.v, tau, c_a, c_b, r_a, 0.0)
+            pi_a, pi_b = self.payoff.realized_payoffs(pend.v, tau, c_a, c_b, r_a, 0.0, weight)
         np.multiply(pi_a, accf, out=batch.payoff_a)
         np.multiply(pi_b, accf, out=batch.payoff_b)
         n_agents = self.config.n_agents
@@ -679,24 +816,29 @@ class SandboxEnv(ParallelEnv):
             else:  # uniform decay: same ranking, new weights
                 self._entry_feat[:len(net.indices), _N["edge_weight"]] = net.weights
         if changed:
-            new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
-            pos = np.searchsorted(old_keys, new_keys)
-            self.trust_sum = self.trust_sum[pos]
-            self.trust_cnt = self.trust_cnt[pos]
-            self._tie_key = self._tie_key[pos]
-            self._rebuild_slots()
-            pend = self._pending
-            if len(pend.edge):  # proposals in flight follow their edge, or die with it
-                key = old_keys[pend.edge]
-                idx = np.minimum(np.searchsorted(new_keys, key), max(len(new_keys) - 1, 0))
-                alive = new_keys[idx] == key if len(new_keys) else np.zeros(len(key), bool)
-                pend.edge = idx
-                self._pending = pend.select(alive)
+            self._after_prune(old_keys)
         if self.event_log is not None:
             self.event_log.epoch_end(
                 epoch=epoch, step=self.t - 1, edges=net.edge_list(),
                 state={"reputation": self.reputation, "resources": self.resources,
                        "frozen": self.frozen})
+
+    def _after_prune(self, old_keys: np.ndarray) -> None:
+        """Carry per-entry state and proposals in flight over a rebuilt network."""
+        net = self.network
+        new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
+        pos = np.searchsorted(old_keys, new_keys)
+        self.trust_sum = self.trust_sum[pos]
+        self.trust_cnt = self.trust_cnt[pos]
+        self._tie_key = self._tie_key[pos]
+        self._rebuild_slots()
+        pend = self._pending
+        if len(pend.edge):  # proposals in flight follow their edge, or die with it
+            key = old_keys[pend.edge]
+            idx = np.minimum(np.searchsorted(new_keys, key), max(len(new_keys) - 1, 0))
+            alive = new_keys[idx] == key if len(new_keys) else np.zeros(len(key), bool)
+            pend.edge = idx
+            self._pending = pend.select(alive)
 
     # ------------------------------------------------------------------ observations
     def _write_observations(self) -> None:

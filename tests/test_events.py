@@ -36,7 +36,7 @@ VERSIONS = {"python": "3.x", "numpy": "x"}
 
 
 BOUNDED = {"effort": (0, 1), "dressing": (0, 1), "p": (0, 1), "task_progress": (-1, 1),
-           "engagement": (-1, 1), "v_hat": (-1, 1)}
+           "engagement": (-1, 1), "v_hat": (-1, 1), "weight": (0, 1)}
 
 
 def random_batch(rng: np.random.Generator, n: int, step: int, epoch: int) -> InteractionBatch:

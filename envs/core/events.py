@@ -744,7 +744,7 @@ _RANGES = {"effort": (0.0, 1.0), "dressing": (0.0, 1.0), "task_progress": (-1.0,
            "rework_count": (0, np.iinfo(np.int16).max),
            "verifier_rejections": (0, np.iinfo(np.int16).max),
            "tool_misuse": (0, np.iinfo(np.int16).max)}
-_FINITE = ("tau", "c_a", "c_b", "r_a", "r_b", "payoff_a", "payoff_b")
+_FINITE = ("tau", "c_a", "c_b", "r_a", "r_b", "payoff_a", "payoff_b", "weight")
 
 
 def _columns_model() -> Any:
@@ -856,6 +856,9 @@ def _check_columns(cols: Mapping[str, np.ndarray], n_agents: int, where: str,
         out = ~np.isfinite(cols[name])
         if out.any():
             bad(name, out, "must be finite")
+    negative = cols["weight"] < 0
+    if negative.any():
+        bad("weight", negative, "must be >= 0")
     rejected = ~cols["accepted"]
     for name in ("payoff_a", "payoff_b"):
         paid = rejected & (cols[name] != 0)

@@ -584,7 +584,28 @@ class Network:
         if not self.config.dynamic:
             return False
         self.weights *= 1.0 - self.config.decay
-        keep = self.weights >= self.config.min_weight
+        return self._keep_entries(self.weights >= self.config.min_weight)
+
+    def cut_nodes(self, nodes: Any) -> int:
+        """Remove every edge touching ``nodes`` (indices); returns the number of edges cut.
+
+        Like pruning, a cut rebuilds the CSR arrays (entry positions held by the caller are
+        invalid afterwards when the returned count is > 0).
+
+        Example:
+            >>> net = Network.from_config(NetworkConfig(topology="ring"), 5)
+            >>> net.cut_nodes([0]), net.n_edges, net.degree.tolist()
+            (2, 3, [0, 1, 2, 2, 1])
+        """
+        hit = np.zeros(self.n_nodes, dtype=bool)
+        hit[np.asarray(nodes, dtype=np.int64)] = True
+        keep = ~(hit[self.src] | hit[self.indices])
+        cut = int((~keep).sum()) // 2
+        self._keep_entries(keep)
+        return cut
+
+    def _keep_entries(self, keep: np.ndarray) -> bool:
+        """Drop the entries not in ``keep`` (both directions of an edge agree)."""
         if keep.all():
             return False
         new_pos = np.cumsum(keep) - 1

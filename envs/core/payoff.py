@@ -81,19 +81,27 @@ class SoftPayoffEngine:
         return ((1.0 - c.theta) * self.expected_surplus(p) + tau - c_b
                 - c.rho_b * self.expected_harm(p) + c.w_rep * np.asarray(r_b))
 
-    def payoffs(self, p, tau=0.0, c_a=0.0, c_b=0.0, r_a=0.0, r_b=0.0):
-        """Both payoffs at once, sharing ``S`` and ``E`` (the hot-path form)."""
+    def payoffs(self, p, tau=0.0, c_a=0.0, c_b=0.0, r_a=0.0, r_b=0.0, weight=None):
+        """Both payoffs at once, sharing ``S`` and ``E`` (the hot-path form).
+
+        ``weight`` (an interaction's weight, default 1) scales ``S`` and ``E``; the
+        reputation terms are passed already weighted.
+        """
         c = self.config
         p = np.asarray(p, dtype=np.float64)
         s = p * c.s_plus - (1.0 - p) * c.s_minus
         e = (1.0 - p) * c.h
+        if weight is not None:
+            s = s * weight
+            e = e * weight
         pi_a = c.theta * s - tau - c_a - c.rho_a * e + c.w_rep * r_a
         pi_b = (1.0 - c.theta) * s + tau - c_b - c.rho_b * e + c.w_rep * r_b
         return pi_a, pi_b
 
-    def realized_payoffs(self, v, tau=0.0, c_a=0.0, c_b=0.0, r_a=0.0, r_b=0.0):
+    def realized_payoffs(self, v, tau=0.0, c_a=0.0, c_b=0.0, r_a=0.0, r_b=0.0, weight=None):
         """Payoffs with the hidden truth in place of ``p`` (``p = 1`` if v = +1 else 0)."""
-        return self.payoffs((np.asarray(v) > 0).astype(np.float64), tau, c_a, c_b, r_a, r_b)
+        return self.payoffs((np.asarray(v) > 0).astype(np.float64), tau, c_a, c_b, r_a, r_b,
+                            weight)
 
     def social_surplus(self, p):
         """``S - E``: what the interaction is worth to everyone."""

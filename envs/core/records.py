@@ -29,6 +29,9 @@ c_a, c_b          float64    governance costs charged to initiator / counterpart
 r_a, r_b          float64    reputation terms of initiator / counterparty
 payoff_a          float64    initiator payoff   (0 when rejected: nothing happened)
 payoff_b          float64    counterparty payoff (0 when rejected)
+weight            float64    weight of the interaction (1; a governance lever may lower it,
+                             e.g. vote normalisation): scales its surplus, externality and
+                             reputation effect
 step, epoch       int32      when it was resolved
 ================  =========  ================================================================
 """
@@ -99,6 +102,7 @@ class SoftInteraction(BaseModel):
     r_b: float = 0.0
     payoff_a: float = 0.0
     payoff_b: float = 0.0
+    weight: float = 1.0
     step: int = 0
     epoch: int = 0
 
@@ -140,6 +144,7 @@ BATCH_DTYPES: dict[str, type] = {
     "r_b": np.float64,
     "payoff_a": np.float64,
     "payoff_b": np.float64,
+    "weight": np.float64,
     "step": np.int32,
     "epoch": np.int32,
 }
@@ -177,6 +182,7 @@ class InteractionBatch:
     r_b: np.ndarray
     payoff_a: np.ndarray
     payoff_b: np.ndarray
+    weight: np.ndarray
     step: np.ndarray
     epoch: np.ndarray
 
@@ -184,10 +190,11 @@ class InteractionBatch:
 
     @classmethod
     def empty(cls, n: int = 0) -> InteractionBatch:
-        """A batch of ``n`` zeroed rows (``v`` = +1, ``p`` = 0.5)."""
+        """A batch of ``n`` zeroed rows (``v`` = +1, ``p`` = 0.5, ``weight`` = 1)."""
         cols = {k: np.zeros(n, dtype=dt) for k, dt in BATCH_DTYPES.items()}
         cols["v"][:] = 1
         cols["p"][:] = 0.5
+        cols["weight"][:] = 1.0
         return cls(**cols)
 
     @classmethod
