@@ -73,6 +73,7 @@ from baselines.scripted import PolicyLookupError, policy_label, resolve_policy
 from envs.core.api import CONFIG_PROBLEMS, config_problems
 from envs.core.network import NetworkConfig, NetworkMemoryError
 from envs.core.payoff import PayoffConfig
+from wrappers.stack import GovernanceConfig, governance_stack
 
 __all__ = ["AgentSpec", "ConfigError", "Scenario", "SimulationSpec", "TEAMS", "build",
            "load_scenario", "parse_scenario", "preflight"]
@@ -277,9 +278,8 @@ class SimulationSpec(BaseModel):
 class Scenario(BaseModel):
     """A runnable scenario: environment, population, network, payoffs, length.
 
-    ``governance`` is reserved for the governance levers of later issues: it is accepted and
-    stored (and written to a run's ``config.yaml``) but **not applied yet**; the command line
-    warns when it is non-empty.
+    ``governance`` turns governance levers on (:class:`wrappers.stack.GovernanceConfig`);
+    :func:`build` wraps the environment in them, in the stack's fixed order.
     """
 
     model_config = _STRICT
@@ -300,8 +300,9 @@ class Scenario(BaseModel):
         description="any other field of the environment's config (e.g. max_neighbors), "
         "passed through to envs.make",
     )
-    governance: dict[str, Any] | None = Field(
-        None, description="reserved for governance levers; stored, not applied yet")
+    governance: GovernanceConfig | None = Field(
+        None, description="governance levers and their parameters (absent: none); see "
+        "wrappers/stack.py")
 
     @field_validator("env")
     @classmethod
@@ -318,6 +319,11 @@ class Scenario(BaseModel):
         problems: list[tuple[str, str]] = []
         if self.n_agents < 2:
             problems.append(("agents", f"needs at least 2 agents in total, got {self.n_agents}"))
+        if (self.governance is not None and self.governance.reputation_disconnect is not None
+                and not self.network.dynamic):
+            problems.append(("governance.reputation_disconnect",
+                             "cuts edges, so it needs a dynamic network (network.dynamic: "
+                             "true)"))
         config_cls = _config_class(self.env)
         known = set(config_cls.model_fields) if config_cls is not None else None
         allowed = sorted((known or set()) - set(_SET_BY_SCENARIO))
@@ -333,7 +339,10 @@ class Scenario(BaseModel):
                                  f"unknown key; allowed: {', '.join(allowed)}"))
                 bad_keys.add(key)
         if config_cls is not None and self.n_agents >= 2:
-            config = {k: v for k, v in self.env_config().items() if k not in bad_keys}
+            # teams and groups follow from the agents list, one entry per agent: leave them
+            # out here (building them for a huge population would exhaust memory at load)
+            config = {k: v for k, v in self.env_config(per_agent=False).items()
+                      if k not in bad_keys}
             try:
                 config_cls.model_validate(config)
             except ValidationError as e:
@@ -367,17 +376,24 @@ class Scenario(BaseModel):
         """The group label of each agent, in agent order (see :attr:`AgentSpec.label`)."""
         return [label for a in self.agents for label in [a.label] * a.count]
 
-    def env_config(self) -> dict[str, Any]:
-        """The keyword arguments :func:`envs.make` receives (without ``event_log``)."""
-        kinds = self.agent_types()
+    def env_config(self, per_agent: bool = True) -> dict[str, Any]:
+        """The keyword arguments :func:`envs.make` receives (without ``event_log``).
+
+        Args:
+            per_agent: Include ``teams`` and ``groups`` (one entry per agent).
+        """
+        per: dict[str, Any] = {}
+        if per_agent:
+            kinds = self.agent_types()
+            per = {"teams": tuple(TEAMS.get(k, -1) for k in kinds),
+                   "groups": tuple(self.agent_groups())}
         return {
-            "n_agents": len(kinds),
+            "n_agents": self.n_agents,
             "n_epochs": self.simulation.n_epochs,
             "steps_per_epoch": self.simulation.steps_per_epoch,
             "network": self.network,
             "payoff": self.payoff,
-            "teams": tuple(TEAMS.get(k, -1) for k in kinds),
-            "groups": tuple(self.agent_groups()),
+            **per,
             **self.env_params,
         }
 
@@ -478,6 +494,7 @@ def build(scenario: Scenario, *, seed: int | None = None, event_log: Any = None,
         raise ValueError(f"build: seed must be >= 0, got {seed}")
     env = envs.make(scenario.env, **{**scenario.env_config(), **env_overrides},
                     event_log=event_log)
+    env = governance_stack(env, scenario.governance)
     policies: dict[str, Any] = {}
     i = 0
     for index, spec in enumerate(scenario.agents):
@@ -527,7 +544,7 @@ def preflight(scenario: Scenario, source: str) -> None:
         network.topology |  use topology small_world or scale_free, or fewer agents
     """
     config_cls = _config_class(scenario.env)
-    config = scenario.env_config()
+    config = scenario.env_config(per_agent=False)
     n = scenario.n_agents
     k = _env_default(config_cls, config, "max_neighbors", 8)
     m = _env_default(config_cls, config, "inbox_size", 4)

@@ -546,3 +546,15 @@ def test_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_scenario(tmp_path / "nope.yaml")
     assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_a_huge_population_is_checked_without_building_per_agent_lists():
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(_scenario(agents=[{"type": "honest", "count": 2**31}]), "x.yaml")
+    assert info.value.problems == [
+        ("agents", "Input should be less than or equal to 2147483647 (got 2147483648)")]
+    s = parse_scenario(_scenario(agents=[{"type": "honest", "count": 10**8}]), "x.yaml")
+    with pytest.raises(ConfigError, match="network.topology: a complete network on 100000000"):
+        preflight(s, "x.yaml")
+    assert time.perf_counter() - start < 1.0
