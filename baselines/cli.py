@@ -126,12 +126,6 @@ def _load(path: str):
     return load_scenario(path)
 
 
-def _warn_governance(scenario: Any) -> None:
-    if scenario.governance:
-        print(f"{PROG}: warning: the 'governance' block is stored but not applied yet",
-              file=sys.stderr)
-
-
 def _build(scenario: Any, source: str, **kwargs: Any):
     from baselines.scenario import ConfigError, Scenario, build
 
@@ -193,7 +187,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from envs.core.events import EventLog
 
     scenario = _load(args.config)
-    _warn_governance(scenario)
     seed = args.seed if args.seed is not None else scenario.simulation.seed
     if seed is None:
         seed = secrets.randbelow(2**31)  # recorded in config.yaml, so the run can be redone
@@ -447,7 +440,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
             _print_error(e)
             status = 2
             continue
-        _warn_governance(scenario)
         print(f"ok {path}")
     return status
 

@@ -27,6 +27,7 @@ import numpy as np
 from baselines.policy import ObsBatch, Policy
 from envs.core import metrics as M
 from envs.core.events import replay
+from envs.core.governance import governance_columns
 from envs.core.network import network_metrics
 from envs.core.payoff import PayoffConfig, SoftPayoffEngine
 from envs.core.records import InteractionBatch
@@ -84,14 +85,18 @@ class NetworkMetricsCache:
 def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
                   groups: Sequence[str], edges: tuple | None = None,
                   payoff: PayoffConfig | None = None, threshold: float = 0.5,
-                  network_cache: NetworkMetricsCache | None = None) -> dict:
+                  network_cache: NetworkMetricsCache | None = None,
+                  governance: Sequence[Mapping[str, Any]] = (),
+                  frozen_agents: int | None = None) -> dict:
     """One epoch's metrics row from its interactions (and the network's edges at its end).
 
     ``payoff_<group>`` is the mean, over the group's agents, of the soft payoff each earned in
     the epoch's interactions (initiator side plus counterparty side; action costs excluded,
     since they are not interactions). ``payoff_gini`` is the Gini of those per-agent totals.
     Pass one ``network_cache`` for all epochs of a run to skip recomputing the network
-    metrics of an unchanged graph.
+    metrics of an unchanged graph. ``governance`` (the data of the epoch's governance events)
+    gives the ``gov_<key>`` columns (:func:`envs.core.governance.governance_columns`);
+    ``frozen_agents`` is how many agents were frozen at the epoch's end.
     """
     row: dict[str, Any] = {"epoch": epoch}
     row.update(interaction_metrics(batch, payoff, threshold))
@@ -107,6 +112,9 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     acc = batch.accepted  # rejected interactions pay nothing: transfers and costs alike
     row["transfers"] = float(batch.tau[acc].sum())
     row["governance_costs"] = float(batch.c_a[acc].sum() + batch.c_b[acc].sum())
+    row.update(governance_columns(governance))
+    if frozen_agents is not None:
+        row["frozen_agents"] = float(frozen_agents)
     if edges is not None:
         row.update((network_cache or NetworkMetricsCache())(n_agents, edges))
     return row
@@ -117,6 +125,25 @@ def _group_index(groups: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.nda
     """Sorted group names, each agent's group code and the group sizes (cached per run)."""
     names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
     return [str(g) for g in names], inverse.reshape(-1), np.bincount(inverse.reshape(-1))
+
+
+def _hooks_only(env: Any) -> bool:
+    """Whether every wrapper between ``env`` and its base only registers hooks (levers)."""
+    from wrappers.base import GovernanceWrapper
+
+    while env is not env.unwrapped:
+        if not isinstance(env, GovernanceWrapper):
+            return False
+        env = env.env
+    return True
+
+
+def _governance_state(base: Any) -> dict[str, Any]:
+    """This epoch's governance events and frozen count, from a seam-implementing env."""
+    if not hasattr(base, "pop_governance"):
+        return {}
+    return {"governance": base.pop_governance(),
+            "frozen_agents": int(np.count_nonzero(base.frozen_mask()))}
 
 
 def _policy_groups(agents: Sequence[str], policies: Mapping[str, Policy]
@@ -171,8 +198,8 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     if seed is not None:  # a rollout is a function of its seed, even with reused policies
         for k, (pol, _, _) in enumerate(groups):
             pol.reset(seed=int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-    if use_arrays is None:
-        use_arrays = env is base and hasattr(base, "step_arrays") and all(
+    if use_arrays is None:  # governance levers live in the kernel: they allow the array door
+        use_arrays = _hooks_only(env) and hasattr(base, "step_arrays") and all(
             pol.batched() for pol, _, _ in groups)
     n, spe, max_steps = len(agents), base.config.steps_per_epoch, base.max_steps
     group_labels = list(base.groups)
@@ -204,7 +231,7 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
                 on_batch(batch)
             row = epoch_metrics(batch, epoch=epoch, n_agents=n, groups=group_labels,
                                 edges=base.network.edge_list(), payoff=payoff,
-                                network_cache=net_cache)
+                                network_cache=net_cache, **_governance_state(base))
             rows.append(row)
             epoch_batches = []
             if on_epoch is not None:
@@ -221,12 +248,19 @@ def metrics_from_events(path: str | Path, episode: int | None = None) -> list[di
     n = len(start.agents)
     groups = start.groups or ["agent"] * n
     by_epoch = rep.by_epoch()
+    governance: dict[int, list] = {}
+    for ev in rep.governance:
+        governance.setdefault(ev.epoch, []).append(ev.data)
     rows = []
     cache = NetworkMetricsCache()
     for end, edges in zip(rep.epoch_ends, rep.edge_lists()):
         batch = by_epoch.get(end.epoch, InteractionBatch.empty(0))
+        frozen = end.state.get("frozen")
         rows.append(epoch_metrics(batch, epoch=end.epoch, n_agents=n, groups=groups,
-                                  edges=edges, payoff=payoff, network_cache=cache))
+                                  edges=edges, payoff=payoff, network_cache=cache,
+                                  governance=governance.get(end.epoch, []),
+                                  frozen_agents=None if frozen is None else
+                                  int(np.count_nonzero(frozen))))
     return rows
 
 

@@ -456,8 +456,8 @@ class SandboxEnv(ParallelEnv):
         self.reputation[:] = arr
 
     def get_resources(self) -> np.ndarray:
-        """Resources of every agent (a copy)."""
-        return self.resources.copy()
+        """Resources of every agent (a copy); inside a hook, with this step's rewards so far."""
+        return self.resources + self.reward_array if self._in_step else self.resources.copy()
 
     def add_rewards(self, delta: Any) -> None:
         """Inside a hook: add ``delta`` (one value per agent) to this step's rewards, and so

@@ -147,14 +147,22 @@ def test_validate_reports_each_file(tmp_path):
     assert distsafe("validate", *sorted(map(str, ROOT.glob("configs/*.yaml")))).returncode == 0
 
 
-def test_governance_block_warns(tmp_path):
+def test_governance_block_is_validated_like_any_config(tmp_path):
     path = tmp_path / "gov.yaml"
-    path.write_text((ROOT / BASELINE).read_text().replace("governance: null",
-                                                          "governance: {tax: 0.1}"))
+    path.write_text((ROOT / BASELINE).read_text().replace(
+        "governance: null", "governance: {tax: 0.1, random_audit: {probability: 2}}"))
     proc = distsafe("validate", path)
-    assert proc.returncode == 0
-    assert proc.stderr.splitlines() == [
-        "distsafe: warning: the 'governance' block is stored but not applied yet"]
+    assert proc.returncode == 2
+    assert sorted(proc.stderr.splitlines()) == [
+        f"distsafe: error: {path}: governance.random_audit.probability: Input should be less "
+        "than or equal to 1 (got 2)",
+        f"distsafe: error: {path}: governance.tax: unknown key; allowed: circuit_breaker, "
+        "collusion_detector, random_audit, reputation_decay, reputation_disconnect, staking, "
+        "transaction_tax, vote_normalization"]
+    path.write_text((ROOT / BASELINE).read_text().replace(
+        "governance: null", "governance: {transaction_tax: {rate: 0.1}}"))
+    proc = distsafe("validate", path)
+    assert proc.returncode == 0 and proc.stderr == ""
 
 
 def test_list():

@@ -1,0 +1,55 @@
+"""The base of every governance lever: a wrapper that only registers hooks on the seam.
+
+A lever subclasses :class:`GovernanceWrapper`, declares its parameters as a pydantic
+``Params`` model (validated like a scenario: strict types, no ``nan``/``inf``, no unknown
+keys) and implements ``_install(seam)``, registering hooks on the environment's
+:class:`~envs.core.governance.GovernanceSeam`. It overrides neither ``step`` nor
+``step_arrays``: both doors run the environment's kernel, where the hooks fire, so a stack
+of levers governs ``env.step`` and ``env.step_arrays`` alike (``step_arrays`` and every
+other public attribute reach the environment through the wrapper).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pettingzoo.utils import BaseParallelWrapper
+from pydantic import BaseModel, ConfigDict
+
+from envs.core.governance import GovernanceSeam
+
+__all__ = ["GovernanceWrapper", "LeverParams"]
+
+
+class LeverParams(BaseModel):
+    """Parameters of a lever: frozen, strict, finite, no unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class GovernanceWrapper(BaseParallelWrapper):
+    """A governance lever over any environment that implements the governance seam."""
+
+    lever: ClassVar[str] = "lever"
+    Params: ClassVar[type[LeverParams]] = LeverParams
+
+    def __init__(self, env: Any, **params: Any) -> None:
+        super().__init__(env)
+        self.params = self.Params(**params)
+        seam = env.unwrapped
+        if not isinstance(seam, GovernanceSeam):
+            raise TypeError(f"{type(self).__name__}: {type(seam).__name__} does not implement "
+                            "the governance seam (envs.core.governance.GovernanceSeam)")
+        self.seam = seam
+        self._install(seam)
+
+    def _install(self, seam: Any) -> None:
+        raise NotImplementedError
+
+    def lever_config(self) -> dict[str, Any]:
+        """The lever's name and parameters (what a YAML ``governance:`` block holds)."""
+        return {self.lever: self.params.model_dump(mode="json")}
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})<{self.env}>"
