@@ -27,8 +27,9 @@ Soft labels        proposal -> ``v ~ P(v=+1) = q0 + (q1 - q0) * effort`` -> obse
                    from ``v``'s ranges, shifted by dressing -> ``v_hat`` -> ``p``
 Episode            ``n_epochs * steps_per_epoch`` steps, then truncation of every agent
 infos[agent]       lazily built: ``"interactions"`` (this step's :class:`SoftInteraction`
-                   records involving the agent) and ``"view"`` (a JSON-able neighbourhood
-                   view for text policies)
+                   records involving the agent), ``"view"`` (a JSON-able neighbourhood
+                   view for text policies) and ``"governance"`` (this step's governance
+                   events naming the agent: ``{"lever", "step", "data"}``)
 =================  ==========================================================================
 
 Timing. A proposal made at step ``t`` is seen in the counterparty's inbox after step ``t``
@@ -135,9 +136,29 @@ class SignalModel(BaseModel):
     cooperative (``v = +1``) and adversarial (``v = -1``) initiators; good work's ranges sit a
     little higher so that, under ``k = 2``, honest full-effort work averages ``p`` ≈ 0.83.
     Dressing ``d`` adds ``d * dress_progress`` and ``d * dress_engagement`` and removes
-    ``round(d * dress_counts)`` from every count: it moves ``v_hat``, never ``v``. At full
-    dressing, harmful work looks a little *better* than honest work (which carries honest
-    noise) — the proxy can be gamed.
+    ``round(d * dress_counts)`` from every count: it moves ``v_hat``, never ``v``.
+
+    The default dressing lifts harmful work *part of the way* toward honest work, never past
+    it: the proxy can be gamed, but not blinded. Measured on 8 000 sandbox proposals per
+    dressing level (``k = 2``): harmful zero-effort work averages ``p`` ≈ 0.43 undressed, 0.60
+    at half dressing and 0.73 at full dressing, against ≈ 0.83 for good work; a good proposal
+    still outranks a fully dressed harmful one with probability ≈ 0.92 (AUC), and no fully
+    dressed harmful one reaches ``p >= 0.85``, which a quarter of good work does. Full
+    dressing costs ``dressing_cost`` (0.3 by default) and buys ≈ +0.30 in ``p``, worth ≈ +0.75
+    of initiator soft payoff once accepted under the default payoffs
+    (``theta * (s_plus + s_minus) + w_rep`` = 2.5 per unit of ``p``): a price and a payoff an
+    adaptive adversary can learn to trade. In a small-world population of 10 honest and 10
+    deceptive agents (scripted defaults, 20 epochs x 10 steps, 5 seeds) the soft toxicity
+    rises from 0.18 (20 honest) to 0.22 while the true harm rate among accepted work rises
+    from 0.03 to 0.49, and the AUC of ``p`` against ``v`` is 0.93.
+
+    The **strong** setting, ``dress_progress=1.0, dress_engagement=1.2, dress_counts=3.0``
+    (twice the defaults, and the defaults until issue 14), makes fully dressed harmful work
+    look a little *better* than honest work (which carries honest noise): ``p`` ≈ 0.85, three
+    quarters of it at 0.85 or above, AUC ≈ 0.21 against good work. The same population then
+    shows the soft toxicity *falling* (0.18 -> 0.17) as the harm rate rises, and an AUC of
+    0.27: every lever keyed to ``p`` would punish the honest. ``configs/adverse_selection.yaml``
+    states it in its own ``signals:`` block to show adverse selection.
 
     Poisson means are at most 100 (the count signal is already -1 to machine precision long
     before; the sampling table is exact up to there); dressing amounts at most 1e6.
@@ -159,11 +180,14 @@ class SignalModel(BaseModel):
                                   description="mean verifier rejections, v=-1")
     good_misuse: float = Field(0.0, ge=0, le=100, description="mean tool-misuse flags, v=+1")
     bad_misuse: float = Field(0.5, ge=0, le=100, description="mean tool-misuse flags, v=-1")
-    dress_progress: float = Field(1.0, ge=0, le=1e6,
-                                  description="progress added at full dressing")
-    dress_engagement: float = Field(1.2, ge=0, le=1e6,
-                                    description="engagement added at full dressing")
-    dress_counts: float = Field(3.0, ge=0, le=1e6, description="counts removed at full dressing")
+    dress_progress: float = Field(0.5, ge=0, le=1e6,
+                                  description="progress added at full dressing (strong: 1.0)")
+    dress_engagement: float = Field(0.6, ge=0, le=1e6,
+                                    description="engagement added at full dressing (strong: "
+                                    "1.2)")
+    dress_counts: float = Field(1.5, ge=0, le=1e6,
+                                description="counts removed at full dressing, rounded (strong: "
+                                "3.0)")
 
 
 class ProxyConfig(BaseModel):
@@ -363,6 +387,7 @@ class SandboxEnv(ParallelEnv):
         self.frozen = np.zeros(n, dtype=bool)
         self._freeze_bits = np.zeros(n, dtype=np.uint64)  # one bit per reason (lever)
         self._gov_events = []
+        self._step_gov = []
         self.n_initiated = np.zeros(n, dtype=np.int64)
         self.n_accepted_init = np.zeros(n, dtype=np.int64)
         self.last_proposal = np.full(n, -1, dtype=np.int64)
@@ -490,10 +515,9 @@ class SandboxEnv(ParallelEnv):
         self._gov_events.append(data)
         if self.event_log is not None:
             self.event_log.governance(step, epoch, lever, data)
-        names = self.possible_agents
-        for i in np.asarray(agents, dtype=np.int64).ravel().tolist():
-            self.infos[names[i]].setdefault("governance", []).append(
-                {"lever": lever, "step": step})
+        who = np.asarray(agents, dtype=np.int64).ravel()
+        if len(who):  # infos[agent]["governance"] is built from these when read
+            self._step_gov.append((lever, step, set(who.tolist()), data))
         for hook in self._listeners:
             hook(lever, data)
 
@@ -603,7 +627,7 @@ class SandboxEnv(ParallelEnv):
                                      for d in range(len(self.nvec))),
             }
         self._touched: list[AgentInfo] = []
-        self.infos = {a: AgentInfo(self._build_info, i, ("interactions", "view"),
+        self.infos = {a: AgentInfo(self._build_info, i, ("interactions", "view", "governance"),
                                    self._touched)
                       for i, a in enumerate(self.possible_agents)}
         self._false = dict.fromkeys(self.possible_agents, False)
@@ -643,6 +667,7 @@ class SandboxEnv(ParallelEnv):
             actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
                                     self.nvec, self.action_dim_names, "sandbox", self._noop)
         invalidate_infos(self._touched)
+        self._step_gov: list[tuple] = []
         c = self.config
         t = self.t
         epoch = t // c.steps_per_epoch
@@ -910,6 +935,9 @@ class SandboxEnv(ParallelEnv):
             return b.select(sel).to_records(self.possible_agents)
         if key == "view":
             return self.view(i)
+        if key == "governance":
+            return [{"lever": lever, "step": step, "data": data}
+                    for lever, step, who, data in self._step_gov if i in who]
         raise KeyError(key)
 
     def view(self, i: int | str) -> dict:

@@ -51,16 +51,20 @@ class CircuitBreaker(GovernanceWrapper):
             return
         w = self.params.window
         who = batch.initiator.astype(np.int64)
-        order = np.argsort(who, kind="stable")
-        sorted_who = who[order]
-        first = np.ones(len(who), dtype=bool)
-        first[1:] = sorted_who[1:] != sorted_who[:-1]
-        idx = np.arange(len(who))
-        rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
-        pos = (self.count[sorted_who] + rank) % w
-        self.history[sorted_who, pos] = 1.0 - batch.p[order]  # later rows overwrite earlier
-        agents = np.unique(who)
-        self.count += np.bincount(who, minlength=len(self.count))
+        initiated = np.bincount(who, minlength=len(self.count))
+        agents = np.flatnonzero(initiated)
+        if len(agents) == len(who):  # one interaction per initiator (the sandbox's case)
+            self.history[who, self.count[who] % w] = 1.0 - batch.p
+        else:  # several: the k-th of an agent's rows goes k slots further, in row order
+            order = np.argsort(who, kind="stable")
+            sorted_who = who[order]
+            first = np.ones(len(who), dtype=bool)
+            first[1:] = sorted_who[1:] != sorted_who[:-1]
+            idx = np.arange(len(who))
+            rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
+            pos = (self.count[sorted_who] + rank) % w
+            self.history[sorted_who, pos] = 1.0 - batch.p[order]
+        self.count += initiated
         active = agents[self.release_after[agents] < 0]
         filled = np.minimum(self.count[active], w)
         mean = self.history[active].sum(axis=1) / filled

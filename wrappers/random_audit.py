@@ -73,9 +73,9 @@ class RandomAudit(GovernanceWrapper):
         initiators = batch.initiator[hits].astype(np.int64)
         self.seam.log_governance(self.lever, {
             "audited": int(audited.sum()),
-            "hits": [[int(batch.initiator[k]), int(batch.counterparty[k])] for k in hits],
+            "hits": np.stack([batch.initiator[hits], batch.counterparty[hits]], 1).tolist(),
             "hit_initiators": initiators.tolist(),
             "summary": {"audits": int(audited.sum()), "audit_hits": len(hits),
                         "audit_misses": int(missed.sum()), "penalties": float(cost.sum())}},
-            agents=np.unique(batch.initiator[audited]))
+            agents=batch.initiator[audited])
         return cost, 0.0

@@ -67,5 +67,5 @@ class Staking(GovernanceWrapper):
         self.seam.add_rewards(-slash)
         who = np.flatnonzero(slash)
         self.seam.log_governance(self.lever, {
-            "slashed": {str(int(i)): float(slash[i]) for i in who},
+            "slashed_agents": who.tolist(), "amounts": slash[who].tolist(),
             "summary": {"slashed": float(slash.sum())}}, agents=who)
