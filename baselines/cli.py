@@ -215,8 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 folder.create()
     except RunFolderError as e:
         raise _Failure(str(e)) from None
-    except OSError as e:
-        raise _Failure(f"{e.filename or out}: cannot use the run folder "
+    except OSError as e:  # an OS error, not a usage error: exit 1
+        raise _Stop(1, f"{e.filename or out}: cannot use the run folder "
                        f"({e.strerror or e})") from None
     try:
         return _run_in(folder, scenario, seed, args, identity, fmt, resume_after,
@@ -545,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(e)
         return 2
     except _Stop as e:
-        print(f"\n{PROG}: {'error: ' if e.status != 130 else ''}{e}", file=sys.stderr)
+        print(f"{PROG}: {'error: ' if e.status != 130 else ''}{e}", file=sys.stderr)
         return e.status
     except BrokenPipeError:  # stdout closed early (`distsafe replay ... | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

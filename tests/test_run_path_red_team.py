@@ -166,11 +166,11 @@ def test_a_full_disk_is_one_line_exit_1_and_the_run_resumes(slow, tmp_path):
     assert files(out) == files(full)
 
 
-def test_an_unwritable_out_is_one_line(tmp_path):
+def test_an_out_that_cannot_be_created_is_one_line_exit_1(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     proc = distsafe("run", "configs/baseline.yaml", "--out", blocker / "run")
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert proc.stderr.startswith(f"distsafe: error: {blocker / 'run'}") \
         or proc.stderr.startswith(f"distsafe: error: {blocker}"), proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
