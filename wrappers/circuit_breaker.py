@@ -86,6 +86,11 @@ class CircuitBreaker(GovernanceWrapper):
         due = np.flatnonzero((self.release_after >= 0) & (self.release_after <= epoch))
         if len(due):
             self.release_after[due] = -1
+            # a clean slate: what resolved while frozen (the proposal in flight when it
+            # tripped) must not count against it after the release
+            self.count[due] = 0
+            self.history[due] = 0.0
+            self.strikes[due] = 0
             self.seam.set_frozen(due, False, lever=self.lever)
             self.seam.log_governance(self.lever, {
                 "released": due.tolist(), "summary": {"releases": len(due)}}, agents=due)

@@ -83,7 +83,7 @@ class CollusionDetector(GovernanceWrapper):
             charge = np.bincount(members, minlength=n) * self.params.penalty
             self.seam.add_rewards(-charge)
             summary["penalties"] = float(charge.sum())
-        else:
+        elif self.params.freeze_epochs:  # flagged at an epoch end: 0 epochs, no freeze
             who = np.unique(members)
             self.release_after[who] = epoch + self.params.freeze_epochs
             self.seam.set_frozen(who, True, lever=self.lever)
