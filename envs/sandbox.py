@@ -347,6 +347,7 @@ class SandboxEnv(ParallelEnv):
         self._weight_hooks: list[Any] = []
         self._step_hooks: list[Any] = []
         self._epoch_hooks: list[Any] = []
+        self._settle_hooks: list[Any] = []
         self._reset_hooks: list[Any] = []
         self._listeners: list[Any] = []
         self._freeze_bit: dict[str, int] = {"bankrupt": 0, "manual": 1}
@@ -454,6 +455,11 @@ class SandboxEnv(ParallelEnv):
     def add_epoch_hook(self, hook: Any) -> None:
         """Register ``hook(epoch)``, called at each epoch end before the epoch is logged."""
         self._epoch_hooks.append(hook)
+
+    def add_settle_hook(self, hook: Any) -> None:
+        """Register ``hook(batch)``, called last in each step, after the epoch hooks, when
+        the step's rewards are final (e.g. a stake check that must see an epoch-end debit)."""
+        self._settle_hooks.append(hook)
 
     def add_reset_hook(self, hook: Any) -> None:
         """Register ``hook(rng)``, called at each reset with the lever's own generator
@@ -682,6 +688,8 @@ class SandboxEnv(ParallelEnv):
             if (t + 1) % c.steps_per_epoch == 0:
                 for hook in self._epoch_hooks:
                     hook(epoch)
+            for hook in self._settle_hooks:  # the step's rewards are final here
+                hook(batch)
         finally:
             self._in_step = False
         self.resources += reward

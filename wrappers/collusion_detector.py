@@ -5,13 +5,16 @@ At each epoch end the accepted interactions of the epoch are counted per unorder
 with the transfers they paid. A pair is flagged when it has at least ``min_interactions``
 accepted interactions and its count or its transfer total has a z-score of at least
 ``z_threshold`` among the pairs that interacted. Flagged pairs joined by a shared agent are
-reported as groups. ``action="penalize"`` charges every member ``penalty`` per flagged pair
+reported as groups. Per-pair counts are small and skewed, so the default ``z_threshold`` is 5
+(at 3, honest pairs on a dense network are flagged in most epochs); note that among ``m``
+interacting pairs no z-score can exceed ``sqrt(m - 1)``, so a small population needs a lower
+threshold. ``action="penalize"`` charges every member ``penalty`` per flagged pair
 it is in; ``action="freeze"`` freezes the members for ``freeze_epochs`` whole epochs.
 
 Example:
     >>> import envs
     >>> from wrappers.collusion_detector import CollusionDetector
-    >>> env = CollusionDetector(envs.make("sandbox-v0", n_agents=4), z_threshold=3.0)
+    >>> env = CollusionDetector(envs.make("sandbox-v0", n_agents=4), z_threshold=2.0)
     >>> obs, infos = env.reset(seed=0)
 """
 
@@ -32,7 +35,8 @@ class CollusionDetector(GovernanceWrapper):
     lever = "collusion_detector"
 
     class Params(LeverParams):
-        z_threshold: float = Field(3.0, gt=0.0, le=1e6)
+        z_threshold: float = Field(5.0, gt=0.0, le=1e6,
+                                   description="z-score that flags a pair")
         min_interactions: int = Field(3, ge=1, description="accepted interactions to flag")
         action: Literal["penalize", "freeze"] = "penalize"
         penalty: float = Field(1.0, ge=0.0, le=MAX_AMOUNT)

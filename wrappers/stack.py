@@ -9,7 +9,7 @@
       staking: {min_stake: 10.0, slash_fraction: 0.1}
       circuit_breaker: {window: 10, threshold: 0.6, violations: 3, freeze_epochs: 2}
       random_audit: {probability: 0.15, penalty_multiplier: 2.0, mode: truth}
-      collusion_detector: {z_threshold: 3.0, min_interactions: 3, action: penalize}
+      collusion_detector: {z_threshold: 5.0, min_interactions: 3, action: penalize}
       reputation_disconnect: {threshold: -1.0}
 
 Every key is optional; an absent lever is off. Unknown keys and bad values are configuration

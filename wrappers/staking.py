@@ -1,8 +1,9 @@
 """Staking: an agent must keep a minimum stake of resources to act, and audited harm costs
 part of it.
 
-After every step, an agent whose resources are below ``min_stake`` is frozen (it may only
-pass and reject) until they are back at or above it — by a redistribution, say. When a
+At the end of every step (after any epoch-end charge), an agent whose resources are below
+``min_stake`` is frozen (it may only pass and reject) until they are back at or above it —
+by a redistribution, say. When a
 :class:`~wrappers.random_audit.RandomAudit` in the same stack catches an initiator's harmful
 interaction, ``slash_fraction`` of that agent's resources is taken in the same step
 (``gov_slashed``). Freezes and releases are governance events (``gov_freezes``,
@@ -36,7 +37,7 @@ class Staking(GovernanceWrapper):
 
     def _install(self, seam) -> None:
         seam.add_reset_hook(self._reset)
-        seam.add_step_hook(self._check)
+        seam.add_settle_hook(self._check)  # after epoch-end debits too
         seam.add_listener(self._on_event)
 
     def _reset(self, rng: np.random.Generator) -> None:

@@ -16,6 +16,8 @@ seam                    what a lever may do with it
                         surplus, externality and reputation effect (vote normalisation)
 ``add_step_hook``       ``hook(batch)`` after the step's interactions are paid
 ``add_epoch_hook``      ``hook(epoch)`` at each epoch end, before the epoch is logged
+``add_settle_hook``     ``hook(batch)`` last in every step, after the epoch hooks: the
+                        step's rewards are final (stake checks)
 ``add_reset_hook``      ``hook(rng)`` at each reset, with the lever's own generator
 ``add_listener``        ``hook(lever, data)`` for every governance event (audit -> slash)
 ``set_frozen``          freeze / release agents for one lever (each lever its own reason:
@@ -63,6 +65,8 @@ class GovernanceSeam(Protocol):
     def add_step_hook(self, hook: Callable[[Any], None]) -> None: ...
 
     def add_epoch_hook(self, hook: Callable[[int], None]) -> None: ...
+
+    def add_settle_hook(self, hook: Callable[[Any], None]) -> None: ...
 
     def add_reset_hook(self, hook: Callable[[np.random.Generator], None]) -> None: ...
 
