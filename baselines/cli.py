@@ -6,6 +6,7 @@ Commands::
                         [--log-format arrow|parquet|jsonl] [--quiet]
     distsafe replay EVENTS [--out CSV] [--episode K]
     distsafe validate CONFIG [CONFIG ...]
+    distsafe compare CONFIG [CONFIG ...] --seeds N [--jobs J] [--out DIR] [--plot]
     distsafe list
     distsafe --version
 
@@ -465,6 +466,51 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every config over ``--seeds`` seeds; one table of means with 95 % intervals."""
+    import importlib.util
+
+    from baselines.compare import BAD_ACTORS, CompareConfigError, compare, default_out
+
+    bad_actors = tuple(x.strip() for x in (args.bad_actors or ",".join(BAD_ACTORS)).split(",")
+                       if x.strip())
+    if not bad_actors:
+        raise _Failure("--bad-actors names no group")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise _Failure("--plot needs matplotlib: pip install 'distsafe[analysis]'")
+    from baselines.compare import load_configs
+
+    try:  # every config is loaded and preflighted before anything runs or is written
+        configs = load_configs(args.configs)
+    except CompareConfigError as e:
+        raise _Failure(str(e)) from None
+    out = Path(args.out) if args.out else default_out([c.label for c in configs])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # an OS error, not a usage error: exit 1
+        raise _Stop(1, f"{e.filename or out}: cannot create the output folder "
+                       f"({e.strerror or e})") from None
+    bar = ProgressBar(sys.stderr)
+    try:
+        result = compare(configs, args.seeds, jobs=args.jobs, bad_actors=bad_actors,
+                         on_progress=lambda done, total: bar(done, total))
+    except CompareConfigError as e:
+        raise _Failure(str(e)) from None
+    finally:
+        bar.close()
+    print(result.table())
+    try:
+        result.save(out, plot=args.plot)
+    except OSError as e:
+        raise _Stop(1, f"{e.filename or out}: cannot write the results "
+                       f"({e.strerror or e})") from None
+    print(out)
+    for f in result.failures:
+        print(f"{PROG}: error: {f['source']}: seed {f['seed']}: run failed: {f['error']}",
+              file=sys.stderr)
+    return 1 if result.failures else 0
+
+
 def _print_error(e: Exception) -> None:
     """One ``distsafe: error:`` line per problem (a config may have several)."""
     for line in str(e).splitlines() or [type(e).__name__]:
@@ -489,6 +535,17 @@ def _seed(text: str) -> int:
             from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") \
+            from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
 
 
@@ -527,6 +584,24 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check scenario YAML files (load and build)")
     p.add_argument("configs", metavar="CONFIG", nargs="+", help="scenario YAML files")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("compare", help="run configs over many seeds; one table of means "
+                                       "with 95% intervals, compare.csv and compare.json")
+    p.add_argument("configs", metavar="CONFIG", nargs="+", help="scenario YAML files")
+    p.add_argument("--seeds", type=_positive, required=True, metavar="N",
+                   help="runs per config; run k uses the config's seed + k")
+    p.add_argument("--jobs", type=_positive, default=None, metavar="J",
+                   help="worker processes (default: the machine's cores); the numbers do "
+                        "not depend on it")
+    p.add_argument("--out", metavar="DIR",
+                   help="where compare.csv, compare.json (and compare.png) go (default: "
+                        "runs/compare-<config names joined by '-'>); files there are replaced")
+    p.add_argument("--plot", action="store_true",
+                   help="also write compare.png: toxicity and welfare per epoch, 95%% bands")
+    p.add_argument("--bad-actors", metavar="GROUPS", default=None,
+                   help="comma-separated group labels counted as bad actors (default: "
+                        "deceptive,adversarial)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list environments, policies and bundled configs")
     p.set_defaults(func=cmd_list)
