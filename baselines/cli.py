@@ -197,8 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise _Failure("--overwrite and --resume exclude each other")
     _preflight(scenario, args.config)  # a bad config fails here, before any file is touched
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{seed}"
-    resume_hint = f"{PROG} run {args.config} --out {out} --resume" + (
-        f" --seed {seed}" if args.seed is not None else "")
+    resume_hint = f"{PROG} run {args.config} --out {out} --resume --seed {seed}"
     scenario_dump = scenario.model_dump(mode="json")
     folder = RunFolder(out)
     try:
@@ -210,6 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             identity = run_identity(scenario_dump, seed, fmt)
             resume_after = -1
             if args.overwrite and folder.path.is_dir():
+                folder.check_is_run_folder()  # never clear a folder that is not a run's
                 folder.lock()
                 folder.clear()
             else:
@@ -229,18 +229,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _open_for_resume(folder: Any, scenario_dump: dict, seed: int, fmt: str | None,
                      hint: str) -> tuple[int, str, dict]:
     """Lock, read and check an interrupted run; returns (last complete epoch, format,
-    identity). Refusals change nothing."""
+    identity). Refusals change nothing. A run that logged nothing yet starts over."""
     from baselines.runfolder import identity_differences, run_identity
-    from envs.core.events import LogError, replay
+    from envs.core.events import LOG_FORMATS, LogError, replay
 
     out = folder.path
     if not out.is_dir():
         raise _Failure(f"{out}: no run folder to resume; start the run without --resume")
+    folder.check_is_run_folder()
     folder.lock()
     events = out / "events.jsonl"
-    if not events.is_file():
-        raise _Failure(f"{events}: no event log to resume from; start the run again with "
-                       "--overwrite")
+    if not _has_run_start(events):  # killed before its first line: nothing to keep
+        print(f"{events}: nothing logged yet; starting from epoch 0", file=sys.stderr)
+        folder.clear()
+        fmt = fmt or "arrow"
+        return -1, fmt, run_identity(scenario_dump, seed, fmt)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a torn last line is expected
@@ -251,7 +254,13 @@ def _open_for_resume(folder: Any, scenario_dump: dict, seed: int, fmt: str | Non
     if not recorded:
         raise _Failure(f"{events}: cannot resume: the log records no run identity (written "
                        "by an older distsafe); start it again with --overwrite")
-    fmt = fmt or recorded.get("log_format", "arrow")
+    if recorded.get("log_format") not in LOG_FORMATS:
+        raise _Failure(f"{events}:1: identity.log_format: must be one of "
+                       f"{', '.join(LOG_FORMATS)}, got {recorded.get('log_format')!r}")
+    if _identity_hash(recorded) != recorded.get("hash"):
+        raise _Failure(f"{events}:1: identity.hash: does not match the identity's fields "
+                       "(the log was edited?); cannot resume")
+    fmt = fmt or recorded["log_format"]
     identity = run_identity(scenario_dump, seed, fmt)
     diffs = identity_differences(recorded, identity)
     if diffs:
@@ -261,20 +270,54 @@ def _open_for_resume(folder: Any, scenario_dump: dict, seed: int, fmt: str | Non
     return rep.last_complete_epoch, fmt, identity
 
 
+def _identity_hash(identity: dict) -> str | None:
+    """The hash ``run_identity`` would give the identity's own fields."""
+    import hashlib
+    import json
+
+    try:
+        fields = {k: v for k, v in identity.items() if k != "hash"}
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _has_run_start(events: Path) -> bool:
+    """Whether the log's first complete line is a ``run_start`` event."""
+    import json
+
+    if not events.is_file():
+        return False
+    with open(events, "rb") as fh:
+        first = fh.readline()
+    if not first.endswith(b"\n"):
+        return False
+    try:
+        obj = json.loads(first)
+    except ValueError:
+        return True  # a malformed first line: replay names it
+    return not isinstance(obj, dict) or obj.get("type") == "run_start"
+
+
 def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
             identity: dict, fmt: str, resume_after: int, hint: str, rollout: Any,
             metrics_csv_text: Any, EventLog: Any) -> int:
+    from baselines.runner import PolicyError
     from envs.core.events import truncate_to_epoch
 
     out = folder.path
     events = out / "events.jsonl"
-    if resume_after >= 0:
-        truncate_to_epoch(events, resume_after)
-        print(f"resuming from epoch {resume_after + 1}", file=sys.stderr)
-    folder.write_text("config.yaml", yaml.safe_dump(scenario.model_dump(mode="json"),
-                                                    sort_keys=False))
-    log = None if resume_after >= 0 else EventLog(events, format=fmt, identity=identity,
-                                                  background=True)
+    try:
+        if resume_after >= 0:
+            truncate_to_epoch(events, resume_after)
+            print(f"resuming from epoch {resume_after + 1}", file=sys.stderr)
+        folder.write_text("config.yaml", yaml.safe_dump(scenario.model_dump(mode="json"),
+                                                        sort_keys=False))
+        log = None if resume_after >= 0 else EventLog(events, format=fmt, identity=identity,
+                                                      background=True)
+    except OSError as e:
+        raise _Stop(1, f"{e.filename or out}: {e.strerror or e}; nothing was run") from None
     env, policies = _build(scenario, args.config, seed=seed, event_log=log)
     table = None if args.quiet else MetricsTable(sys.stdout)
     bar = ProgressBar(sys.stderr) if not args.quiet else None
@@ -301,6 +344,11 @@ def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
         done = f"after epoch {rows[-1]['epoch']}" if rows else "before its first epoch ended"
         raise _Stop(130, f"interrupted {done}; {len(rows)} complete epochs are in "
                          f"{out / 'metrics.csv'}; resume with: {hint}") from None
+    except PolicyError as e:
+        _close_quietly(env)
+        _save_rows(folder, rows, metrics_csv_text)
+        raise _Stop(1, f"{' '.join(str(e).split())}; the run stopped after {len(rows)} "
+                       "complete epochs") from None
     except OSError as e:
         _close_quietly(env)
         _save_rows(folder, rows, metrics_csv_text)
@@ -346,9 +394,18 @@ def _finish_log(env: Any, events: Path) -> None:
     log = base.event_log
     if log is not None and not log.closed:
         log.sync()
-        tail = _last_line(events)
-        if not tail.startswith(b'{"type":"run_end"'):
+        if _line_type(_last_line(events)) != "run_end":
             log.run_end(step=base.max_steps - 1, epoch=base.config.n_epochs - 1)
+
+
+def _line_type(line: bytes) -> str | None:
+    import json
+
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj.get("type") if isinstance(obj, dict) else None
 
 
 def _last_line(path: Path) -> bytes:
@@ -368,8 +425,13 @@ class _Resumer:
         from baselines.runner import metrics_from_events
 
         self.env, self.events, self.last, self.table = env.unwrapped, events, last_epoch, table
+        from envs.core.events import LogError
+
         self.source, self.fmt, self.identity = source, fmt, identity
-        self.logged = metrics_from_events(events, episode=0)
+        try:
+            self.logged = metrics_from_events(events, episode=0)
+        except LogError as e:
+            raise _Failure(f"cannot resume: {e}") from None
         self.rows: list[dict] = []
 
     def __call__(self, row: dict) -> None:
@@ -400,10 +462,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise _Failure(f"{path}: no such file")
     try:
-        rows = metrics_from_events(path, args.episode)
-        rep = replay(path, args.episode)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            rows = metrics_from_events(path, args.episode)
+            rep = replay(path, args.episode)
     except LogError as e:
         raise _Failure(str(e)) from None
+    for w in {str(w.message) for w in caught}:  # e.g. a torn last line: one line, not a trace
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
     table = MetricsTable(sys.stdout)
     for row in rows:
         table(row)

@@ -12,6 +12,9 @@ epoch). The rules that keep it honest:
   (``--overwrite``, which empties it under the lock first) or continues it (``--resume``,
   which first checks that the identity recorded in its log equals this run's, field by
   field, and changes nothing when it does not).
+- **Only runs.** A folder holding anything a run does not write (:data:`RUN_FILES`) is
+  never written into, locked or cleared, ``--overwrite`` or not: ``--out ~`` cannot wipe
+  a home folder.
 - **Write beside, then rename.** ``config.yaml`` and ``metrics.csv`` are written under a
   dot-name and renamed into place (:meth:`RunFolder.write_text`), so a reader never sees half
   a file and a crash never leaves a file of one run beside another's.
@@ -41,6 +44,9 @@ from typing import Any
 __all__ = ["RunFolder", "RunFolderError", "identity_differences", "run_identity"]
 
 LOCK = ".lock"
+#: what a run folder may hold; anything else means the folder is not (only) a run's
+RUN_FILES = frozenset({LOCK, "config.yaml", "events.jsonl", "events.interactions",
+                       "metrics.csv"})
 
 
 class RunFolderError(Exception):
@@ -98,6 +104,12 @@ def identity_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]
     return out
 
 
+def _run_temporary(name: str) -> bool:
+    """A temporary a run writes beside its files: ``.config.yaml.tmp``, ``.events.jsonl.*``."""
+    return name.startswith(".") and name.endswith(".tmp") and any(
+        name.startswith(f".{f}") for f in RUN_FILES)
+
+
 class RunFolder:
     """A run folder and the lock that makes it one writer's (see the module docstring)."""
 
@@ -109,6 +121,30 @@ class RunFolder:
     def holds_a_run(self) -> bool:
         """Whether the folder exists with anything in it besides a lock file."""
         return self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir())
+
+    def foreign_entries(self) -> list[str]:
+        """Entries that no run writes (a run's own dot-named temporaries excepted)."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.name not in RUN_FILES and not _run_temporary(p.name))
+
+    def check_is_run_folder(self) -> None:
+        """Refuse a folder that holds anything a run does not write (never delete it)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path}: is a file, not a run folder; choose another "
+                                 "--out")
+        foreign = self.foreign_entries()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)"
+                                              if len(foreign) > 5 else "")
+            raise RunFolderError(
+                f"{self.path}: is not a run folder (it holds {shown}); distsafe never writes "
+                "into or clears such a folder: choose another --out")
+        chunks = self.path / "events.interactions"
+        if chunks.is_symlink():
+            raise RunFolderError(f"{chunks}: is a symbolic link; a run folder's chunk folder "
+                                 "must be its own")
 
     def _holder(self) -> str:
         try:
@@ -144,7 +180,8 @@ class RunFolder:
 
     def create(self) -> None:
         """Create the folder (parents included) and lock it; an existing empty folder is
-        fine, one that holds a run is refused."""
+        fine, one that holds a run is refused, one that holds anything else is not touched."""
+        self.check_is_run_folder()
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock()
         if self.holds_a_run():
@@ -154,9 +191,11 @@ class RunFolder:
                 "--resume to continue it")
 
     def clear(self) -> None:
-        """Empty the (locked) folder for a new run: ``--overwrite``."""
+        """Empty the (locked) run folder for a new run (``--overwrite``): only the names a
+        run writes are deleted (:meth:`check_is_run_folder` refused anything else)."""
         if self._lock_fd is None:
             raise RuntimeError("RunFolder.clear() needs the lock")
+        self.check_is_run_folder()
         for p in self.path.iterdir():
             if p.name == LOCK:
                 continue

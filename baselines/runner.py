@@ -26,6 +26,7 @@ import numpy as np
 
 from baselines.policy import ObsBatch, Policy
 from envs.core import metrics as M
+from envs.core.api import ActionError
 from envs.core.events import replay
 from envs.core.governance import governance_columns
 from envs.core.network import network_metrics
@@ -127,6 +128,41 @@ def _group_index(groups: tuple[str, ...]) -> tuple[list[str], np.ndarray, np.nda
     return [str(g) for g in names], inverse.reshape(-1), np.bincount(inverse.reshape(-1))
 
 
+class PolicyError(RuntimeError):
+    """A policy raised, or returned actions outside the action space: names the policy,
+    its agents and the step."""
+
+    @classmethod
+    def of(cls, pol: Any, names: Sequence[str], t: int, e: BaseException) -> PolicyError:
+        who = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+        return cls(f"policy {type(pol).__name__} ({who}) failed at step {t}: "
+                   f"{type(e).__name__}: {e}")
+
+
+def _checked_actions(out: Any, pol: Any, names: Sequence[str], nvec: np.ndarray,
+                     t: int) -> np.ndarray:
+    """A policy's ``act_arrays`` output, checked against the action space in one pass."""
+    arr = np.asarray(out)
+    shape = (len(names), len(nvec))
+    what = None
+    if arr.shape != shape:
+        what = f"an array of shape {shape}, got shape {arr.shape}"
+    elif arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f" or not np.all(np.mod(arr, 1) == 0):  # nan fails too
+            what = f"integer actions, got dtype {arr.dtype}"
+    if what is None:
+        bad = (arr < 0) | (arr >= nvec)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            what = (f"dimension {c} in 0..{int(nvec[c]) - 1}, got {arr[r, c].item()!r} for "
+                    f"{names[r]}")
+    if what is not None:
+        who = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+        raise PolicyError(f"policy {type(pol).__name__} ({who}) at step {t}: act_arrays must "
+                          f"return {what}")
+    return arr
+
+
 def _hooks_only(env: Any) -> bool:
     """Whether every wrapper between ``env`` and its base only registers hooks (levers)."""
     from wrappers.base import GovernanceWrapper
@@ -208,19 +244,30 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     epoch_batches: list[InteractionBatch] = []
     actions = np.zeros((n, len(base.nvec)), dtype=np.int64)
     net_cache = NetworkMetricsCache()
+    nvec = np.asarray(base.nvec)
     for t in range(max_steps):
         if use_arrays:
-            for pol, idx, _ in groups:
-                actions[idx] = pol.act_arrays(ObsBatch.from_env(base, idx))
+            for pol, idx, names in groups:
+                try:
+                    out = pol.act_arrays(ObsBatch.from_env(base, idx))
+                except Exception as e:
+                    raise PolicyError.of(pol, names, t, e) from e
+                actions[idx] = _checked_actions(out, pol, names, nvec, t)
             base.step_arrays(actions, validate=False)
         else:
             act: dict[str, Any] = {}
             for pol, _, names in groups:
                 live = [a for a in names if a in obs]
                 if live:
-                    out = pol.act_batch([obs[a] for a in live], [infos[a] for a in live])
+                    try:
+                        out = pol.act_batch([obs[a] for a in live], [infos[a] for a in live])
+                    except Exception as e:
+                        raise PolicyError.of(pol, live, t, e) from e
                     act.update(zip(live, out))
-            obs, _, _, _, infos = env.step(act)
+            try:
+                obs, _, _, _, infos = env.step(act)
+            except ActionError as e:  # the env names the agent; the policy is to blame
+                raise PolicyError(f"step {t}: {e}") from e
         epoch_batches.append(base.last_batch)
         if on_step is not None:
             on_step(t + 1, max_steps)

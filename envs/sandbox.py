@@ -256,6 +256,9 @@ class SandboxConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> SandboxConfig:
         problems: list[tuple[str, str]] = []
+        if self.n_epochs * self.steps_per_epoch >= 2**31:  # steps are int32 in the records
+            problems.append(("n_epochs", f"n_epochs * steps_per_epoch must be below 2**31 "
+                                         f"steps, got {self.n_epochs * self.steps_per_epoch}"))
         for name in ("teams", "groups"):
             v = getattr(self, name)
             if v is not None and len(v) != self.n_agents:

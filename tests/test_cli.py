@@ -94,10 +94,26 @@ def test_a_rerun_is_refused_unless_overwrite_which_replaces_the_folder_whole(bas
         f"distsafe: error: {r}: already holds a run; pass --overwrite to replace it or "
         "--resume to continue it"]
     assert folder_bytes(r) == before  # refused: nothing changed
-    (r / "notes.txt").write_text("stale")
+    (r / ".metrics.csv.tmp").write_text("a crash's leftover")
     proc = distsafe("run", BASELINE, "--out", r, "--quiet", "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert folder_bytes(r) == folder_bytes(out)  # the seed-42 run, and nothing else
+
+
+def test_overwrite_never_clears_a_folder_that_is_not_a_run(tmp_path):
+    folder = tmp_path / "thesis"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("precious")
+    for flags in ([], ["--overwrite"], ["--resume"]):
+        proc = distsafe("run", BASELINE, "--out", folder, "--quiet", *flags)
+        assert proc.returncode == 2, flags
+        assert proc.stderr.splitlines() == [
+            f"distsafe: error: {folder}: is not a run folder (it holds sub, thesis.tex); "
+            "distsafe never writes into or clears such a folder: choose another --out"]
+    assert sorted(p.name for p in folder.iterdir()) == ["sub", "thesis.tex"]  # no .lock
+    assert (folder / "thesis.tex").read_text() == "precious"
+    proc = distsafe("run", BASELINE, "--out", folder / "thesis.tex", "--quiet")
+    assert proc.returncode == 2 and "is a file, not a run folder" in proc.stderr
 
 
 def _bad_config(tmp_path: Path) -> Path:

@@ -238,6 +238,36 @@ CASES = {
 }
 
 
+def _edit(lines: list[str], kind: str, change) -> int:
+    k = _first(lines, kind)
+    obj = json.loads(lines[k])
+    change(obj)
+    lines[k] = json.dumps(obj, separators=(",", ":")) + "\n"
+    return k + 1
+
+
+MORE_CASES = {
+    "payoff out of range": (lambda ls: _edit(ls, "run_start", lambda o: o["config"]["payoff"]
+                                             .__setitem__("theta", 5)),
+                            "config.payoff.theta", "less than or equal to 1"),
+    "no steps_per_epoch": (lambda ls: _edit(ls, "run_start",
+                                            lambda o: o["config"].pop("steps_per_epoch")),
+                           "config.steps_per_epoch", "integer >= 1, got None"),
+    "steps_per_epoch as a string": (lambda ls: _edit(
+        ls, "run_start", lambda o: o["config"].__setitem__("steps_per_epoch", "5")),
+        "config.steps_per_epoch", "integer >= 1, got '5'"),
+    "negative edge weight": (lambda ls: _edit(ls, "epoch_end", lambda o: o["edges"]["w"]
+                                              .__setitem__(0, -0.5)), "edges.w", ">= 0"),
+    "self-loop edge": (lambda ls: _edit(ls, "epoch_end", lambda o: o["edges"]["j"]
+                                        .__setitem__(0, o["edges"]["i"][0])), "edges",
+                       "i < j"),
+    "frozen as a string": (lambda ls: _edit(ls, "epoch_end", lambda o: o["state"]
+                                            .__setitem__("frozen", "yes")), "state.frozen",
+                           "list of 5 booleans"),
+}
+CASES.update(MORE_CASES)
+
+
 def _set(lines: list[str], kind: str, key: str, value) -> int:
     k = _first(lines, kind)
     obj = json.loads(lines[k])
@@ -315,3 +345,129 @@ def test_version_and_legend(tmp_path):
     proc = distsafe("run", "configs/baseline.yaml", "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
     assert "'-' (nan): undefined" in proc.stdout
+
+
+def test_resume_of_a_log_in_another_json_spelling(tmp_path):
+    """Any valid JSON spelling of the log is read, truncated and resumed alike."""
+    out = tmp_path / "run"
+    assert distsafe("run", "configs/baseline.yaml", "--out", out, "--quiet").returncode == 0
+    full_metrics = (out / "metrics.csv").read_bytes()
+    lines = (out / "events.jsonl").read_text().splitlines()
+    ends = [i for i, ln in enumerate(lines) if '"epoch_end"' in ln]
+    spaced = [json.dumps(json.loads(ln), indent=None) for ln in lines[:ends[4] + 2]]
+    (out / "events.jsonl").write_text("\n".join(spaced) + "\n")
+    res = distsafe("run", "configs/baseline.yaml", "--out", out, "--resume", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "resuming from epoch 5" in res.stderr
+    assert (out / "metrics.csv").read_bytes() == full_metrics
+    rep = distsafe("replay", out / "events.jsonl", "--out", tmp_path / "again.csv")
+    assert rep.returncode == 0 and (tmp_path / "again.csv").read_bytes() == full_metrics
+
+
+def test_a_tampered_identity_hash_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert distsafe("run", "configs/baseline.yaml", "--out", out, "--quiet").returncode == 0
+    lines = (out / "events.jsonl").read_text().splitlines(keepends=True)
+    _edit(lines, "run_start", lambda o: o["identity"].__setitem__("hash", "0" * 16))
+    (out / "events.jsonl").write_text("".join(lines[:-3]))
+    proc = distsafe("run", "configs/baseline.yaml", "--out", out, "--resume", "--quiet")
+    assert proc.returncode == 2 and "identity.hash: does not match" in proc.stderr
+
+
+def test_a_log_that_never_got_its_first_line_starts_over(tmp_path):
+    out = tmp_path / "run"
+    assert distsafe("run", "configs/baseline.yaml", "--out", out, "--quiet").returncode == 0
+    full = files(out)
+    (out / "events.jsonl").write_bytes(b"")  # killed right after opening the log
+    (out / "metrics.csv").unlink()
+    proc = distsafe("run", "configs/baseline.yaml", "--out", out, "--resume", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing logged yet; starting from epoch 0" in proc.stderr
+    assert files(out) == full
+
+
+def test_the_printed_resume_command_works_for_a_scenario_without_a_seed(tmp_path):
+    config = tmp_path / "noseed.yaml"
+    config.write_text(SLOW.replace(", seed: 3", ""))
+    out = tmp_path / "run"
+    proc = start("run", config, "--out", out, "--quiet")
+    wait_for_epochs(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    hint = err.split("resume with: ")[1].strip()
+    assert "--seed" in hint
+    res = subprocess.run([sys.executable, "-m", "baselines.cli", *hint.split()[1:]], cwd=ROOT,
+                         env=environ(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+
+
+BAD_POLICIES = """
+import numpy as np
+from baselines.policy import Policy
+
+
+class OutOfRange(Policy):
+    def act_arrays(self, obs):
+        out = np.zeros((len(obs), len(obs.nvec)), dtype=np.int64)
+        out[:, 2] = 7  # effort has 5 levels
+        return out
+
+
+class Raises(Policy):
+    def act_arrays(self, obs):
+        raise RuntimeError("my bug")
+"""
+
+
+@pytest.mark.parametrize("cls, message", [
+    ("OutOfRange", "policy OutOfRange (agent_0, agent_1) at step 0: act_arrays must return "
+                   "dimension 2 in 0..4, got 7 for agent_0"),
+    ("Raises", "policy Raises (agent_0, agent_1) failed at step 0: RuntimeError: my bug"),
+])
+def test_a_broken_policy_is_one_line_naming_it(tmp_path, cls, message):
+    (tmp_path / "badpol.py").write_text(BAD_POLICIES)
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"name: bad\nagents: [{{type: 'badpol:{cls}', count: 2}}, "
+                      "{type: honest, count: 2}]\n"
+                      "simulation: {n_epochs: 2, steps_per_epoch: 3, seed: 1}\n")
+    env = {**environ(), "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    proc = subprocess.run(command("run", config, "--out", tmp_path / "run", "--quiet"),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (1, 2), proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in lines[0]
+
+
+def test_a_governance_summary_that_is_not_finite_numbers_is_refused(tmp_path):
+    out = tmp_path / "run"
+    proc = distsafe("run", "configs/status_game.yaml", "--out", out, "--quiet",
+                    "--log-format", "jsonl")
+    assert proc.returncode == 0, proc.stderr
+    lines = (out / "events.jsonl").read_text().splitlines(keepends=True)
+    for value in ("NaN", '"3"'):
+        changed = list(lines)
+        k = next(i for i, ln in enumerate(changed) if '"summary":{"' in ln
+                 and '"type":"governance"' in ln)
+        obj = json.loads(changed[k])
+        key = next(iter(obj["data"]["summary"]))
+        changed[k] = changed[k].replace(f'"{key}":{json.dumps(obj["data"]["summary"][key])}',
+                                        f'"{key}":{value}', 1)
+        (tmp_path / "t.jsonl").write_text("".join(changed))
+        res = distsafe("replay", tmp_path / "t.jsonl")
+        assert res.returncode == 2, value
+        assert f"t.jsonl:{k + 1}: data.summary: must map names to finite numbers" in res.stderr
+
+
+def test_a_torn_last_line_is_one_warning_line_on_replay(tmp_path):
+    out = tmp_path / "run"
+    assert distsafe("run", "configs/baseline.yaml", "--out", out, "--quiet").returncode == 0
+    data = (out / "events.jsonl").read_bytes()
+    (out / "events.jsonl").write_bytes(data[:-30])
+    res = distsafe("replay", out / "events.jsonl")
+    assert res.returncode == 0
+    lineno, size = data.count(b"\n"), len(data.splitlines()[-1]) - 29
+    assert res.stderr.splitlines() == [
+        f"distsafe: warning: {out / 'events.jsonl'}:{lineno}: ignoring a truncated "
+        f"final line ({size} bytes)"]

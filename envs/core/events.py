@@ -453,10 +453,18 @@ def _scan_tail_state(path: Path) -> tuple[int, tuple | None]:
         return episode, edges
     with open(path, "rb") as fh:
         for line in fh:
-            if line.startswith(b'{"type":"run_start"'):
-                episode, edges = int(json.loads(line).get("episode", 0)), None
-            elif line.startswith(b'{"type":"epoch_end"') and b'"edges":{' in line:
-                edges = _edges_arrays(json.loads(line)["edges"])
+            if b"run_start" not in line and b"epoch_end" not in line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if obj.get("type") == "run_start":
+                episode, edges = int(obj.get("episode", 0)), None
+            elif obj.get("type") == "epoch_end" and isinstance(obj.get("edges"), dict):
+                edges = _edges_arrays(obj["edges"])
     return episode, edges
 
 
@@ -574,6 +582,9 @@ class EventLog:
         if mode == "a":
             _repair_tail(self.path)
             self._episode, self._last_edges = _scan_tail_state(self.path)
+        elif self._chunks.is_symlink():
+            raise ValueError(f"{self._chunks}: is a symbolic link; the log's chunk folder "
+                             "must be its own")
         elif self._chunks.is_dir():  # a fresh log: no chunk of an earlier log may linger
             for f in self._chunks.iterdir():
                 if f.is_file():
@@ -931,11 +942,23 @@ class _Episode:
     def __init__(self, start: RunStart, where: str) -> None:
         self.n_agents = len(start.agents)
         cfg = start.config
-        spe, epochs = cfg.get("steps_per_epoch"), cfg.get("n_epochs")
-        self.spe = spe if isinstance(spe, int) and not isinstance(spe, bool) and spe > 0 \
-            else None
-        self.n_epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) \
-            else None
+        import envs  # a registered env always logs its run length
+
+        required = start.env in envs.registry
+        for key in ("steps_per_epoch", "n_epochs"):
+            value = cfg.get(key)
+            if (value is not None or required) and (type(value) is not int or value < 1):
+                raise LogError(where, f"must be an integer >= 1, got {value!r}",
+                               f"config.{key}")
+        self.spe, self.n_epochs = cfg.get("steps_per_epoch"), cfg.get("n_epochs")
+        if "payoff" in cfg:
+            from envs.core.payoff import PayoffConfig
+
+            try:
+                PayoffConfig.model_validate(cfg["payoff"])
+            except ValidationError as exc:
+                loc, msg = _first_error(exc)
+                raise LogError(where, msg, f"config.payoff.{loc}".rstrip(".")) from None
         if self.n_agents != len(set(start.agents)):
             raise LogError(where, "agent names must be unique", "agents")
         self.last_step = -1       # last step that had interactions
@@ -962,6 +985,8 @@ class _Episode:
             first = ev.step if isinstance(ev, Interactions) else ev.first_step
             last = ev.step if isinstance(ev, Interactions) else ev.last_step
             name = "step" if isinstance(ev, Interactions) else "first_step"
+            if first < 0:
+                raise LogError(where, f"must be >= 0, got {first}", name)
             if first <= self.last_step:
                 raise LogError(where, f"step {first} does not follow step {self.last_step}: "
                                       "a duplicated or out-of-order line", name)
@@ -993,10 +1018,20 @@ class _Episode:
             if ev.edges is not None:
                 self._check_edges(ev.edges, where)
                 self.has_edges = True
+            frozen = ev.state.get("frozen")
+            if frozen is not None and (
+                    not isinstance(frozen, list) or len(frozen) != self.n_agents
+                    or not all(type(x) is bool for x in frozen)):
+                raise LogError(where, f"must be a list of {self.n_agents} booleans",
+                               "state.frozen")
             self.epochs_done += 1
             self.last_event_step = ev.step
             return None
         if isinstance(ev, Governance):
+            summary = ev.data.get("summary", {})
+            if not isinstance(summary, dict) or not all(
+                    type(v) in (int, float) and np.isfinite(v) for v in summary.values()):
+                raise LogError(where, "must map names to finite numbers", "data.summary")
             if ev.step < self.last_event_step:
                 raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
                                "step")
@@ -1024,8 +1059,15 @@ class _Episode:
                                f"edges.{key}")
         w = edges["w"]
         if not all(type(x) in (int, float) for x in w) or \
-                not np.isfinite(np.asarray(w, dtype=np.float64)).all():
-            raise LogError(where, "must be a list of finite numbers", "edges.w")
+                not np.isfinite(np.asarray(w, dtype=np.float64)).all() or \
+                (len(w) and min(w) < 0):
+            raise LogError(where, "must be a list of finite numbers >= 0", "edges.w")
+        i = np.asarray(edges["i"], dtype=np.int64)
+        j = np.asarray(edges["j"], dtype=np.int64)
+        if (i >= j).any():
+            raise LogError(where, "each edge must have i < j (no self-loops)", "edges")
+        if len(np.unique(i * self.n_agents + j)) != len(i):
+            raise LogError(where, "an edge is listed twice", "edges")
 
 
 @dataclass
@@ -1212,15 +1254,17 @@ def truncate_to_epoch(path: str | os.PathLike[str], epoch: int) -> int:
                         break  # a truncated tail cannot precede the target line
                     dst.write(line)
                     kept += 1
-                    if line.startswith(b'{"type":"interaction_chunk"'):
-                        kept_files.add(Path(json.loads(line).get("file", "")).name)
-                    if b'"epoch_end"' not in line:
-                        continue
+                    if b"interaction_chunk" not in line and b"epoch_end" not in line:
+                        continue  # (any JSON spelling of those types contains the name)
                     try:
                         obj = json.loads(line)
                     except ValueError:
                         continue
-                    if isinstance(obj, dict) and obj.get("type") == "epoch_end":
+                    if not isinstance(obj, dict):
+                        continue
+                    if obj.get("type") == "interaction_chunk":
+                        kept_files.add(Path(str(obj.get("file", ""))).name)
+                    if obj.get("type") == "epoch_end":
                         seen.append(obj.get("epoch"))
                         if obj.get("epoch") == epoch:
                             found = True
@@ -1239,7 +1283,7 @@ def truncate_to_epoch(path: str | os.PathLike[str], epoch: int) -> int:
                 os.unlink(tmp)
             raise
     chunks = chunk_dir(path)
-    if chunks.is_dir():
+    if chunks.is_dir() and not chunks.is_symlink():
         for f in chunks.iterdir():
             if f.is_file() and f.name not in kept_files:
                 f.unlink()
