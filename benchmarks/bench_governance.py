@@ -37,7 +37,7 @@ STACK = {
     "random_audit": {"probability": 0.25, "penalty_multiplier": 3.0},
     "staking": {"min_stake": 25.0, "slash_fraction": 0.1},
     "circuit_breaker": {"threshold": 0.5, "violations": 2, "freeze_epochs": 3},
-    "collusion_detector": {"z_threshold": 3.0},
+    "collusion_detector": {"z_threshold": 5.0},
     "reputation_disconnect": {"threshold": -2.0},
 }
 

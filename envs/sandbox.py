@@ -526,7 +526,7 @@ class SandboxEnv(ParallelEnv):
             self.event_log.governance(step, epoch, lever, data)
         who = np.asarray(agents, dtype=np.int64).ravel()
         if len(who):  # infos[agent]["governance"] is built from these when read
-            self._step_gov.append((lever, step, set(who.tolist()), data))
+            self._step_gov.append((lever, step, who, data))
         for hook in self._listeners:
             hook(lever, data)
 
@@ -948,7 +948,7 @@ class SandboxEnv(ParallelEnv):
             return self.view(i)
         if key == "governance":
             return [{"lever": lever, "step": step, "data": data}
-                    for lever, step, who, data in self._step_gov if i in who]
+                    for lever, step, who, data in self._step_gov if (who == i).any()]
         raise KeyError(key)
 
     def view(self, i: int | str) -> dict:

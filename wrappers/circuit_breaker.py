@@ -42,6 +42,7 @@ class CircuitBreaker(GovernanceWrapper):
     def _reset(self, rng: np.random.Generator) -> None:
         n = len(self.seam.possible_agents)
         self.history = np.zeros((n, self.params.window))
+        self.total = np.zeros(n)  # row sums of history, kept incrementally
         self.count = np.zeros(n, dtype=np.int64)
         self.strikes = np.zeros(n, dtype=np.int64)
         self.release_after = np.full(n, -1, dtype=np.int64)  # epoch; -1: not tripped
@@ -50,12 +51,19 @@ class CircuitBreaker(GovernanceWrapper):
         if len(batch) == 0:
             return
         w = self.params.window
-        who = batch.initiator.astype(np.int64)
-        initiated = np.bincount(who, minlength=len(self.count))
-        agents = np.flatnonzero(initiated)
-        if len(agents) == len(who):  # one interaction per initiator (the sandbox's case)
-            self.history[who, self.count[who] % w] = 1.0 - batch.p
+        who = batch.initiator
+        if np.bincount(who).max() == 1:  # one interaction per initiator (the sandbox's case)
+            count = self.count[who]
+            slot = count % w
+            new = 1.0 - batch.p
+            total = self.total[who] + (new - self.history[who, slot])
+            self.total[who] = total
+            self.history[who, slot] = new
+            count += 1
+            self.count[who] = count
+            agents, mean = who, total / np.minimum(count, w)
         else:  # several: the k-th of an agent's rows goes k slots further, in row order
+            who = who.astype(np.int64)
             order = np.argsort(who, kind="stable")
             sorted_who = who[order]
             first = np.ones(len(who), dtype=bool)
@@ -64,25 +72,31 @@ class CircuitBreaker(GovernanceWrapper):
             rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
             pos = (self.count[sorted_who] + rank) % w
             self.history[sorted_who, pos] = 1.0 - batch.p[order]
-        self.count += initiated
-        active = agents[self.release_after[agents] < 0]
-        filled = np.minimum(self.count[active], w)
-        mean = self.history[active].sum(axis=1) / filled
-        bad = active[mean >= self.params.threshold]
+            agents = sorted_who[first]
+            self.total[agents] = self.history[agents].sum(axis=1)
+            self.count[agents] += np.bincount(who)[agents]
+            mean = self.total[agents] / np.minimum(self.count[agents], w)
+        over = mean >= self.params.threshold
+        if not over.any():
+            return
+        bad = agents[over]
+        bad = bad[self.release_after[bad] < 0]  # a frozen agent's in-flight work: no strike
         self.strikes[bad] += 1
-        tripped = bad[self.strikes[bad] >= self.params.violations]
+        tripped = bad[self.strikes[bad] >= self.params.violations].astype(np.int64)
         if len(tripped):
             _, epoch = self.seam.clock
             self.release_after[tripped] = epoch + self.params.freeze_epochs
             self.strikes[tripped] = 0
             self.count[tripped] = 0
             self.history[tripped] = 0.0
+            self.total[tripped] = 0.0
             self.seam.set_frozen(tripped, True, lever=self.lever)
             self.seam.log_governance(self.lever, {
                 "frozen": tripped.tolist(), "release_after_epoch": epoch + self.params.
                 freeze_epochs, "summary": {"freezes": len(tripped)}}, agents=tripped)
 
     def _release(self, epoch: int) -> None:
+        np.sum(self.history, axis=1, out=self.total)  # no drift of the running sums
         due = np.flatnonzero((self.release_after >= 0) & (self.release_after <= epoch))
         if len(due):
             self.release_after[due] = -1
@@ -90,6 +104,7 @@ class CircuitBreaker(GovernanceWrapper):
             # tripped) must not count against it after the release
             self.count[due] = 0
             self.history[due] = 0.0
+            self.total[due] = 0.0
             self.strikes[due] = 0
             self.seam.set_frozen(due, False, lever=self.lever)
             self.seam.log_governance(self.lever, {

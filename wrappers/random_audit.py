@@ -56,13 +56,15 @@ class RandomAudit(GovernanceWrapper):
         if n == 0:
             return None
         p = self.params
-        u = self.rng.random((2, n))  # drawn for every row: the stream does not depend on
-        audited = batch.accepted & (u[0] < p.probability)  # who accepted
+        # drawn for every row, so the stream does not depend on who accepted; a second row
+        # of draws for misses only when misses are possible
+        u = self.rng.random((2 if p.miss_rate > 0 else 1, n))
+        audited = batch.accepted & (u[0] < p.probability)
         if not audited.any():
             return None
         if p.mode == "truth":
             harmful = audited & (batch.v < 0)
-            caught = harmful & (u[1] >= p.miss_rate)
+            caught = harmful & (u[1] >= p.miss_rate) if p.miss_rate > 0 else harmful
             missed = harmful & ~caught
             cost = caught * (p.penalty * p.penalty_multiplier)
         else:

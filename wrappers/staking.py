@@ -61,12 +61,16 @@ class Staking(GovernanceWrapper):
         hits = data.get("hit_initiators") if lever == "random_audit" else None
         if not hits or self.params.slash_fraction == 0.0:
             return
-        n = len(self.seam.possible_agents)
-        caught = np.bincount(np.asarray(hits, dtype=np.int64), minlength=n)
+        counts = np.bincount(np.asarray(hits, dtype=np.int64),
+                             minlength=len(self.seam.possible_agents))
+        who = np.flatnonzero(counts)
+        caught = counts[who]
         keep = (1.0 - self.params.slash_fraction) ** caught  # one slash per caught harm
-        slash = np.maximum(self.seam.get_resources(), 0.0) * (1.0 - keep)
-        self.seam.add_rewards(-slash)
-        who = np.flatnonzero(slash)
+        amounts = np.maximum(self.seam.get_resources()[who], 0.0) * (1.0 - keep)
+        delta = np.zeros(len(self.seam.possible_agents))
+        delta[who] = -amounts
+        self.seam.add_rewards(delta)
+        paid = amounts > 0
         self.seam.log_governance(self.lever, {
-            "slashed_agents": who.tolist(), "amounts": slash[who].tolist(),
-            "summary": {"slashed": float(slash.sum())}}, agents=who)
+            "slashed_agents": who[paid].tolist(), "amounts": amounts[paid].tolist(),
+            "summary": {"slashed": float(amounts.sum())}}, agents=who[paid])
