@@ -139,6 +139,15 @@ class PolicyError(RuntimeError):
                    f"{type(e).__name__}: {e}")
 
 
+def _shaped_actions(out: Any, pol: Any, names: Sequence[str], nvec: np.ndarray,
+                    t: int) -> np.ndarray:
+    """A policy's output with the right shape and integer values (range checked later)."""
+    arr = out if isinstance(out, np.ndarray) else np.asarray(out)
+    if arr.shape != (len(names), len(nvec)) or arr.dtype.kind not in "iu":
+        return _checked_actions(arr, pol, names, nvec, t)
+    return arr
+
+
 def _checked_actions(out: Any, pol: Any, names: Sequence[str], nvec: np.ndarray,
                      t: int) -> np.ndarray:
     """A policy's ``act_arrays`` output, checked against the action space in one pass."""
@@ -252,7 +261,10 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
                     out = pol.act_arrays(ObsBatch.from_env(base, idx))
                 except Exception as e:
                     raise PolicyError.of(pol, names, t, e) from e
-                actions[idx] = _checked_actions(out, pol, names, nvec, t)
+                actions[idx] = _shaped_actions(out, pol, names, nvec, t)
+            if ((actions < 0) | (actions >= nvec)).any():  # one range check for all groups
+                for pol, idx, names in groups:
+                    _checked_actions(actions[idx], pol, names, nvec, t)
             base.step_arrays(actions, validate=False)
         else:
             act: dict[str, Any] = {}

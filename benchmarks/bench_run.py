@@ -3,15 +3,17 @@
 Everything is measured in one process, interleaved, so the ratios survive a noisy machine:
 
 - ``env``: ``step_arrays`` alone, replaying the actions the scenario's policies chose (the
-  same trajectory, no policy cost): the raw environment rate;
+  same trajectory, no policy cost): the raw environment rate (every variant includes one
+  ``reset``, which generates the network);
 - ``sim``: the policies' ``act_arrays`` plus ``step_arrays`` (no log, no metrics);
 - ``rollout``: :func:`baselines.runner.rollout` without a log (per-epoch metrics included);
 - ``run``: ``distsafe run`` in-process (``baselines.cli.main``), log on, run folder written,
   table and whole-run report printed (to /dev/null); imports are warm, nothing else is.
 
 It prints agent-steps/s of each, ``run / env`` and ``run / sim``, the share of the run spent
-in per-epoch metrics (``rollout - sim``) and in the log (``run - rollout``), and the log's
-size per interaction for each format.
+in per-epoch metrics (``epoch_metrics`` timed inside the real run), in the runner's
+metrics and bookkeeping (``rollout - sim``) and in the log, folder and report
+(``run - rollout``), and the log's size per interaction for each format.
 
 Usage::
 
@@ -36,9 +38,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import baselines.runner as runner_module  # noqa: E402
 from baselines.cli import main as cli_main  # noqa: E402
 from baselines.policy import ObsBatch  # noqa: E402
 from baselines.runner import rollout  # noqa: E402
+
+_epoch_metrics = runner_module.epoch_metrics
 from baselines.scenario import build, load_scenario  # noqa: E402
 
 SCENARIO = """\
@@ -71,13 +76,13 @@ def groups_of(env, policies):
 
 def time_sim(scenario, record: bool = False):
     env, policies = build(scenario, seed=1)
+    t0 = time.perf_counter()  # every variant pays one reset (network generation) alike
     env.reset(seed=1)
     for k, (pol, _) in enumerate(groups_of(env, policies)):
         pol.reset(seed=int(np.random.SeedSequence([1, k]).generate_state(1)[0]))
     groups = groups_of(env, policies)
     actions = np.zeros((env.config.n_agents, len(env.nvec)), dtype=np.int64)
     recorded = []
-    t0 = time.perf_counter()
     for _ in range(env.max_steps):
         for pol, rows in groups:
             actions[rows] = pol.act_arrays(ObsBatch.from_env(env, rows))
@@ -89,8 +94,8 @@ def time_sim(scenario, record: bool = False):
 
 def time_env(scenario, recorded) -> float:
     env, _ = build(scenario, seed=1)
-    env.reset(seed=1)
     t0 = time.perf_counter()
+    env.reset(seed=1)
     for actions in recorded:
         env.step_arrays(actions, validate=False)
     return time.perf_counter() - t0
@@ -103,8 +108,20 @@ def time_rollout(scenario) -> float:
     return time.perf_counter() - t0
 
 
+METRICS_SECONDS = [0.0]  # time spent in per-epoch metrics during the last timed run
+
+
+def _timed_epoch_metrics(*args, **kwargs):
+    t0 = time.perf_counter()
+    try:
+        return _epoch_metrics(*args, **kwargs)
+    finally:
+        METRICS_SECONDS[0] += time.perf_counter() - t0
+
+
 def time_run(config: Path, out: Path, fmt: str) -> float:
     sink = io.StringIO()
+    METRICS_SECONDS[0] = 0.0
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sink):
         status = cli_main(["run", str(config), "--out", str(out), "--overwrite",
@@ -136,14 +153,18 @@ def main() -> None:
     _, recorded = time_sim(scenario, record=True)
     time_run(config, tmp / "warm", args.formats[0])  # warm every import and cache
 
+    runner_module.epoch_metrics = _timed_epoch_metrics  # measured inside the real run
     times: dict[str, list[float]] = {k: [] for k in ["env", "sim", "rollout"]
                                      + [f"run[{f}]" for f in args.formats]}
+    metric_share: list[float] = []
     for _ in range(args.repeats):  # interleaved: a slow phase of the machine hits all alike
         times["env"].append(time_env(scenario, recorded))
         times["sim"].append(time_sim(scenario)[0])
         times["rollout"].append(time_rollout(scenario))
         for fmt in args.formats:
             times[f"run[{fmt}]"].append(time_run(config, tmp / fmt, fmt))
+            if fmt == args.formats[0]:
+                metric_share.append(METRICS_SECONDS[0] / times[f"run[{fmt}]"][-1])
     med = {k: statistics.median(v) for k, v in times.items()}
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -155,8 +176,10 @@ def main() -> None:
         print(f"{k:<16}{t:>9.3f}{agent_steps / t:>15,.0f}{med['env'] / t:>8.2f}"
               f"{med['sim'] / t:>8.2f}")
     first = f"run[{args.formats[0]}]"
-    print(f"\nper-epoch metrics: {(med['rollout'] - med['sim']) / med[first]:.1%} of "
-          f"{first}; log, folder and report: {(med[first] - med['rollout']) / med[first]:.1%}")
+    print(f"\nper-epoch metrics (timed inside the run): {statistics.median(metric_share):.1%} "
+          f"of {first}; rollout - sim (metrics and the runner's own bookkeeping): "
+          f"{(med['rollout'] - med['sim']) / med[first]:.1%}; log, folder and report: "
+          f"{(med[first] - med['rollout']) / med[first]:.1%}")
     from envs.core.events import replay
 
     n = len(replay(tmp / args.formats[0] / "events.jsonl").interactions())
