@@ -39,5 +39,5 @@ def test_bench_run_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for word in ("env", "sim", "rollout", "run[arrow]", "run[parquet]", "run[jsonl]",
-                 "per-epoch metrics:", "bytes per interaction"):
+                 "per-epoch metrics (timed inside the run):", "bytes per interaction"):
         assert word in out, word
