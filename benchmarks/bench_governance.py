@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -67,6 +68,7 @@ def record_actions(n: int, steps: int) -> list[np.ndarray]:
 
 
 def time_arrays(n: int, steps: int, governed: bool, recorded) -> float:
+    gc.collect()  # the previous variant's env is garbage: collect it outside the timing
     env = make_env(n, steps, governed)
     env.reset(seed=1)
     base = env.unwrapped
@@ -77,6 +79,7 @@ def time_arrays(n: int, steps: int, governed: bool, recorded) -> float:
 
 
 def time_dicts(n: int, steps: int, governed: bool, recorded) -> float:
+    gc.collect()
     env = make_env(n, steps, governed)
     env.reset(seed=1)
     agents = env.possible_agents
