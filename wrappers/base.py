@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 from pettingzoo.utils import BaseParallelWrapper
 from pydantic import BaseModel, ConfigDict
 
 from envs.core.governance import GovernanceSeam
 
-__all__ = ["GovernanceWrapper", "LeverParams"]
+__all__ = ["GovernanceWrapper", "LeverParams", "occurrence"]
 
 
 class LeverParams(BaseModel):
@@ -53,3 +54,21 @@ class GovernanceWrapper(BaseParallelWrapper):
     def __str__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
         return f"{type(self).__name__}({args})<{self.env}>"
+
+
+def occurrence(keys: np.ndarray) -> np.ndarray:
+    """For each row, how many earlier rows have the same key (0 for a key's first row).
+
+    Example:
+        >>> occurrence(np.array([4, 2, 4, 4, 2])).tolist()
+        [0, 0, 1, 2, 1]
+    """
+    keys = np.asarray(keys)
+    order = np.argsort(keys, kind="stable")  # rows of one key stay in row order
+    sorted_keys = keys[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    idx = np.arange(len(keys))
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = idx - np.maximum.accumulate(np.where(first, idx, 0))
+    return rank

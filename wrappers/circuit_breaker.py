@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from wrappers.base import GovernanceWrapper, LeverParams
+from wrappers.base import GovernanceWrapper, LeverParams, occurrence
 
 
 class CircuitBreaker(GovernanceWrapper):
@@ -64,15 +64,9 @@ class CircuitBreaker(GovernanceWrapper):
             agents, mean = who, total / np.minimum(count, w)
         else:  # several: the k-th of an agent's rows goes k slots further, in row order
             who = who.astype(np.int64)
-            order = np.argsort(who, kind="stable")
-            sorted_who = who[order]
-            first = np.ones(len(who), dtype=bool)
-            first[1:] = sorted_who[1:] != sorted_who[:-1]
-            idx = np.arange(len(who))
-            rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
-            pos = (self.count[sorted_who] + rank) % w
-            self.history[sorted_who, pos] = 1.0 - batch.p[order]
-            agents = sorted_who[first]
+            pos = (self.count[who] + occurrence(who)) % w  # later rows overwrite earlier
+            self.history[who, pos] = 1.0 - batch.p
+            agents = np.unique(who)
             self.total[agents] = self.history[agents].sum(axis=1)
             self.count[agents] += np.bincount(who)[agents]
             mean = self.total[agents] / np.minimum(self.count[agents], w)

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from envs.core.records import InteractionType
-from wrappers.base import GovernanceWrapper, LeverParams
+from wrappers.base import GovernanceWrapper, LeverParams, occurrence
 
 
 class VoteNormalization(GovernanceWrapper):
@@ -43,14 +43,7 @@ class VoteNormalization(GovernanceWrapper):
         if len(rows) == 0:
             return None
         who = batch.initiator[rows].astype(np.int64)
-        order = np.argsort(who, kind="stable")  # earlier rows count first
-        sorted_who = who[order]
-        first = np.ones(len(rows), dtype=bool)
-        first[1:] = sorted_who[1:] != sorted_who[:-1]
-        idx = np.arange(len(rows))
-        rank = np.empty(len(rows), dtype=np.int64)
-        rank[order] = idx - np.maximum.accumulate(np.where(first, idx, 0))
-        prior = self.votes[who] + rank
+        prior = self.votes[who] + occurrence(who)  # earlier rows count first
         weight = np.ones(len(batch))
         weight[rows] = 1.0 / (1.0 + prior / self.params.k)
         self.votes += np.bincount(who, minlength=len(self.votes))

@@ -446,6 +446,18 @@ def _read_chunk(path: Path) -> Any:
         return pa.ipc.open_file(source).read_all()
 
 
+def _typed_line(line: bytes, *types: str) -> dict | None:
+    """The JSON object of a line when its ``type`` is one of ``types`` (in any JSON spelling:
+    the name is searched first, so other lines cost no parsing)."""
+    if not any(t.encode() in line for t in types):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and obj.get("type") in types else None
+
+
 def _scan_tail_state(path: Path) -> tuple[int, tuple | None]:
     """Episode of the last ``run_start`` and the last logged edge list (for ``mode="a"``)."""
     episode, edges = 0, None
@@ -453,13 +465,8 @@ def _scan_tail_state(path: Path) -> tuple[int, tuple | None]:
         return episode, edges
     with open(path, "rb") as fh:
         for line in fh:
-            if b"run_start" not in line and b"epoch_end" not in line:
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
+            obj = _typed_line(line, "run_start", "epoch_end")
+            if obj is None:
                 continue
             if obj.get("type") == "run_start":
                 episode, edges = int(obj.get("episode", 0)), None
@@ -1254,13 +1261,8 @@ def truncate_to_epoch(path: str | os.PathLike[str], epoch: int) -> int:
                         break  # a truncated tail cannot precede the target line
                     dst.write(line)
                     kept += 1
-                    if b"interaction_chunk" not in line and b"epoch_end" not in line:
-                        continue  # (any JSON spelling of those types contains the name)
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(obj, dict):
+                    obj = _typed_line(line, "interaction_chunk", "epoch_end")
+                    if obj is None:
                         continue
                     if obj.get("type") == "interaction_chunk":
                         kept_files.add(Path(str(obj.get("file", ""))).name)
