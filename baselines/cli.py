@@ -556,6 +556,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except OSError as e:  # an OS error, not a usage error: exit 1
         raise _Stop(1, f"{e.filename or out}: cannot create the output folder "
                        f"({e.strerror or e})") from None
+    names = ["compare.csv", "compare.json"] + (["compare.png"] if args.plot else [])
+    blocked = [out / n for n in names if (out / n).exists() and not (out / n).is_file()]
+    if blocked:  # found before any run, not after all of them
+        raise _Failure(f"{blocked[0]}: is not a file; the results cannot be written there")
     bar = ProgressBar(sys.stderr)
     try:
         result = compare(configs, args.seeds, jobs=args.jobs, bad_actors=bad_actors,

@@ -180,11 +180,17 @@ def load_configs(configs: Sequence[Any], check: bool = True) -> list[_Config]:
         raise CompareConfigError(["compare: no configs given"])
     lines: list[str] = []
     loaded: list[tuple[str, Any]] = []
+    seen: dict[Path, str] = {}
     for item in configs:
         if isinstance(item, Scenario):
             source, scenario = f"<scenario {item.name}>", item
         else:
             source = str(item)
+            same = seen.setdefault(Path(item).resolve(), source)
+            if same != source:  # one file under two spellings
+                lines.append(f"compare: {source}: the same file as {same}, given more than "
+                             "once")
+                continue
             try:
                 scenario = load_scenario(item)
             except ConfigError as e:
@@ -411,9 +417,12 @@ class Comparison:
         """Write ``compare.csv``, ``compare.json`` (and ``compare.png``) into ``out``."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.csv").write_text(self.csv_text(), newline="")
-        (out / "compare.json").write_text(json.dumps(self.to_json(), indent=1) + "\n")
         written = [out / "compare.csv", out / "compare.json"]
+        for path, text in zip(written, (self.csv_text(),
+                                        json.dumps(self.to_json(), indent=1) + "\n")):
+            tmp = path.with_name(f".{path.name}.tmp")  # beside, then renamed into place
+            tmp.write_text(text, newline="")
+            os.replace(tmp, path)
         if plot:
             written.append(self.plot(out / "compare.png"))
         return written

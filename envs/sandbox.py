@@ -429,6 +429,9 @@ class SandboxEnv(ParallelEnv):
         """
         if self.network is None:
             raise RuntimeError("sandbox: set_frozen() needs a reset() first")
+        if lever == "bankrupt":
+            raise ValueError("sandbox: 'bankrupt' is the environment's own freeze reason; a "
+                             "lever cannot set or lift it")
         idx = self._agent_index(agents)
         bit = self._freeze_bit.get(lever)
         if bit is None:
@@ -697,9 +700,10 @@ class SandboxEnv(ParallelEnv):
             self._in_step = False
         self.resources += reward
         self.cumulative_reward += reward
-        broke = (self.resources <= 0.0) & ~self.frozen
+        # bankrupt whenever resources run out, frozen by a lever or not (bit 0, for good)
+        broke = (self.resources <= 0.0) & ((self._freeze_bits & np.uint64(1)) == 0)
         if broke.any():
-            self._freeze_bits[broke] |= np.uint64(1)  # bit 0: bankrupt, for good
+            self._freeze_bits[broke] |= np.uint64(1)
             self.frozen |= broke
             self._static_dirty = True
         self.last_batch = batch
@@ -755,6 +759,8 @@ class SandboxEnv(ParallelEnv):
                 if costs is not None:
                     batch.c_a += costs[0]
                     batch.c_b += costs[1]
+            batch.c_a *= accf  # a rejected interaction pays nothing, costs included
+            batch.c_b *= accf
             c_a, c_b = batch.c_a, batch.c_b
         tau = pend.tau * accf  # the offered transfer is paid only when accepted
         if self.config.reward_mode == "soft":

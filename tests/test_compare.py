@@ -204,3 +204,21 @@ def test_the_readme_claim_holds_at_20_seeds():
     assert strict["bad_actor_payoff"].mean <= 0
     assert strict["bad_actor_payoff"].hi < base["bad_actor_payoff"].lo
     assert strict["welfare_per_epoch"].hi < base["welfare_per_epoch"].lo
+
+
+def test_one_file_under_two_spellings_is_refused(tmp_path):
+    from baselines.compare import CompareConfigError, load_configs
+
+    with pytest.raises(CompareConfigError, match="the same file as configs/baseline.yaml"):
+        load_configs(["configs/baseline.yaml", "./configs/baseline.yaml"])
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_run(tmp_path):
+    (tmp_path / "out" / "compare.json").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "baselines.cli", "compare",
+                           "configs/baseline.yaml", "--seeds", "2", "--out",
+                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 2
+    assert "compare.json: is not a file" in proc.stderr
+    assert not (tmp_path / "out" / "compare.csv").exists()  # nothing ran, nothing written

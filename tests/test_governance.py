@@ -1115,3 +1115,43 @@ governance:
     path.write_text(path.read_text().replace("rate: 0.95", "rate: 1.5"))
     with pytest.raises(ConfigError, match="reputation_decay.rate"):
         load_scenario(path)
+
+
+# ===================================================================== review fixes
+def test_bankruptcy_is_marked_even_for_an_agent_a_lever_has_frozen():
+    """Money running out while a lever holds the agent frozen is still bankruptcy: no
+    lever's release (nor staking's) may let a broke agent act again."""
+    base = envs.make("sandbox-v0", n_agents=3, n_epochs=1, steps_per_epoch=4,
+                     initial_resources=5.0)
+    base.reset(seed=0)
+    base.set_frozen([0], True, lever="circuit_breaker")
+    base.add_step_hook(lambda b: base.add_rewards([-10.0, 0.0, 0.0]) if base.clock[0] == 0
+                       else None)
+    noop = np.zeros((3, len(base.nvec)), dtype=np.int64)
+    base.step_arrays(noop)
+    base.set_frozen([0], False, lever="circuit_breaker")
+    assert base.frozen_mask().tolist() == [True, False, False]  # bankrupt, for good
+    assert not base.obs_arrays.action_mask[0, 1:6].any()
+
+
+def test_no_lever_can_set_or_lift_a_bankruptcy():
+    base = envs.make("sandbox-v0", n_agents=2, n_epochs=1, steps_per_epoch=2)
+    base.reset(seed=0)
+    with pytest.raises(ValueError, match="'bankrupt' is the environment's own"):
+        base.set_frozen([0], False, lever="bankrupt")
+
+
+def test_a_rejected_interaction_carries_no_cost_whatever_a_hook_returns():
+    base = envs.make("sandbox-v0", n_agents=6, n_epochs=1, steps_per_epoch=6)
+    base.add_cost_hook(lambda batch: (0.5, 0.25))  # scalars: every row, accepted or not
+    base.reset(seed=3)
+    pol = make_policy("opportunistic", seed=0)
+    rows = np.arange(6)
+    seen_rejected = 0
+    for _ in range(6):
+        base.step_arrays(pol.act_arrays(ObsBatch.from_env(base, rows)))
+        b = base.last_batch
+        seen_rejected += int((~b.accepted).sum())
+        assert (b.c_a[~b.accepted] == 0).all() and (b.c_b[~b.accepted] == 0).all()
+        assert (b.c_a[b.accepted] == 0.5).all() and (b.c_b[b.accepted] == 0.25).all()
+    assert seen_rejected > 0, "no rejected interaction: the test would prove nothing"
