@@ -17,54 +17,83 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
-@dataclass
 class ObsBatch:
-    """Observations of many agents as arrays (rows = agents).
+    """Observations of many agents as arrays (rows = agents), for any variant.
 
-    ``action_mask`` is flat: the per-dimension masks concatenated, ``nvec`` gives their sizes.
+    An ``ObsBatch`` holds the environment's **named observation arrays** (``arrays``: the keys
+    of its ``Dict`` observation space without ``action_mask``, each with one row per agent),
+    the **flat action mask** ``(n, sum(nvec))`` (the per-dimension masks concatenated) and
+    ``nvec``. Arrays are read as attributes: ``obs.neighbors`` is ``obs.arrays["neighbors"]``,
+    and a trailing underscore reaches a name that is not a good identifier (the sandbox's
+    ``obs.self_`` is ``obs.arrays["self"]``). So a policy of any variant uses the same doors,
+    runner and CLI; only the names it reads are its variant's.
+
+    Example:
+        >>> import numpy as np
+        >>> obs = ObsBatch({"self": np.zeros((2, 3))}, action_mask=np.ones((2, 5), np.int8),
+        ...                nvec=np.array([2, 3]))
+        >>> len(obs), obs.self_.shape, obs.names, obs.mask(1).shape
+        (2, (2, 3), ['self'], (2, 3))
     """
 
-    self_: np.ndarray          # (n, n_self_features)
-    neighbors: np.ndarray      # (n, K, n_neighbor_features)
-    neighbor_mask: np.ndarray  # (n, K)
-    inbox: np.ndarray          # (n, M, n_inbox_features)
-    action_mask: np.ndarray    # (n, sum(nvec))
-    nvec: np.ndarray           # (n_dims,)
+    __slots__ = ("arrays", "action_mask", "nvec")
+
+    def __init__(self, arrays: Mapping[str, np.ndarray] | None = None, *,
+                 action_mask: np.ndarray, nvec: np.ndarray, **named: np.ndarray) -> None:
+        merged = dict(arrays or {})
+        for key, value in named.items():  # self_=... is the array named "self"
+            merged[key[:-1] if key.endswith("_") else key] = value
+        self.arrays = merged
+        self.action_mask = action_mask
+        self.nvec = np.asarray(nvec)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = object.__getattribute__(self, "arrays")
+        if name in arrays:
+            return arrays[name]
+        if name.endswith("_") and name[:-1] in arrays:
+            return arrays[name[:-1]]
+        raise AttributeError(f"ObsBatch has no array {name!r}; this variant's arrays are "
+                             f"{sorted(arrays)}")
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the observation arrays."""
+        return list(self.arrays)
 
     def __len__(self) -> int:
-        return self.self_.shape[0]
+        return int(self.action_mask.shape[0])
 
     @classmethod
-    def from_dicts(cls, observations: Sequence[dict]) -> ObsBatch:
-        """Stack per-agent dict observations (as the sandbox returns them)."""
+    def from_dicts(cls, observations: Sequence[Mapping[str, Any]]) -> ObsBatch:
+        """Stack per-agent dict observations (any variant's ``Dict`` observation)."""
         if not observations:
             raise ValueError("ObsBatch.from_dicts: need at least one observation, got none")
-        masks = observations[0]["action_mask"]
+        first = observations[0]
+        masks = first["action_mask"]
         nvec = np.array([len(m) for m in masks], dtype=np.int64)
-        return cls(
-            self_=np.stack([o["self"] for o in observations]),
-            neighbors=np.stack([o["neighbors"] for o in observations]),
-            neighbor_mask=np.stack([o["neighbor_mask"] for o in observations]),
-            inbox=np.stack([o["inbox"] for o in observations]),
-            action_mask=np.stack([np.concatenate(o["action_mask"]) for o in observations]),
-            nvec=nvec,
-        )
+        arrays = {k: np.stack([o[k] for o in observations]) for k in first
+                  if k != "action_mask"}
+        return cls(arrays, action_mask=np.stack([np.concatenate(o["action_mask"])
+                                                 for o in observations]), nvec=nvec)
 
     @classmethod
     def from_env(cls, env: Any, rows: np.ndarray | slice | None = None) -> ObsBatch:
-        """Rows of an environment's preallocated observation arrays (the batched door)."""
+        """Rows of an environment's preallocated observation arrays (the batched door).
+
+        The environment's ``obs_arrays`` gives its named arrays by ``named()`` and the flat
+        mask as ``action_mask``.
+        """
         oa = env.obs_arrays
         sel = slice(None) if rows is None else rows
-        return cls(self_=oa.self_[sel], neighbors=oa.neighbors[sel],
-                   neighbor_mask=oa.neighbor_mask[sel], inbox=oa.inbox[sel],
+        return cls({k: v[sel] for k, v in oa.named().items()},
                    action_mask=oa.action_mask[sel], nvec=env.nvec)
 
     def mask(self, dim: int) -> np.ndarray:

@@ -292,6 +292,11 @@ class ObsArrays:
         self.inbox = np.zeros((n, m, len(INBOX_FEATURES)), dtype=np.float32)
         self.action_mask = np.ones((n, int(nvec.sum())), dtype=np.int8)
 
+    def named(self) -> dict[str, np.ndarray]:
+        """The observation arrays by their names in the observation space."""
+        return {"self": self.self_, "neighbors": self.neighbors,
+                "neighbor_mask": self.neighbor_mask, "inbox": self.inbox}
+
 
 class SandboxEnv(ParallelEnv):
     """The sandbox ``ParallelEnv`` (see the module docstring)."""
