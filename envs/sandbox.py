@@ -44,10 +44,11 @@ seeded random key per edge end (so on a dense graph every agent sees its own sam
 dynamic network the slots are re-ranked at every epoch end; a proposal in flight whose edge
 is pruned at that moment is dropped (its effort and dressing were already paid).
 
-Governance seam. ``add_cost_hook(hook)`` registers ``hook(batch) -> (c_a, c_b)``, called on
-each step's resolved interactions before payoffs, so a lever's costs reach ``c_a``/``c_b``,
-payoffs, rewards, resources and the event log in the same step; ``set_frozen(agents)``
-freezes agents (they may only pass and reject) and updates the masks at once.
+Governance seam. The sandbox implements :class:`envs.core.governance.GovernanceSeam` through
+the shared :class:`envs.core.kernel.GovernedKernel` (cost, weight, step, epoch, settle and
+reset hooks, per-lever freezes, reputation and resources, governance events) plus
+``cut_edges`` on its network: a lever's costs reach ``c_a``/``c_b``, payoffs, rewards,
+resources and the event log in the same step; a frozen agent may only pass and reject.
 
 Reputation. An accepted interaction moves the initiator's public reputation by ``p - 0.5``,
 which is also its reputation term ``r_a`` in the payoff (``r_b = 0``). The counterparty's
@@ -78,6 +79,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from envs.core.api import AgentInfo, config_problems, invalidate_infos, stack_actions
 from envs.core.events import EventLog
+from envs.core.kernel import GovernedKernel
 from envs.core.network import Network, NetworkConfig
 from envs.core.payoff import PayoffConfig, SoftPayoffEngine
 from envs.core.proxy import ProxyComputer, ProxyWeights
@@ -298,7 +300,7 @@ class ObsArrays:
                 "neighbor_mask": self.neighbor_mask, "inbox": self.inbox}
 
 
-class SandboxEnv(ParallelEnv):
+class SandboxEnv(GovernedKernel, ParallelEnv):
     """The sandbox ``ParallelEnv`` (see the module docstring)."""
 
     metadata = {"name": "sandbox_v0", "render_modes": ["ansi", "human"],
@@ -351,17 +353,7 @@ class SandboxEnv(ParallelEnv):
         self.event_log: EventLog | None = event_log
         self._seed: int | None = None
         self._episode = -1
-        self._cost_hooks: list[Any] = []
-        self._weight_hooks: list[Any] = []
-        self._step_hooks: list[Any] = []
-        self._epoch_hooks: list[Any] = []
-        self._settle_hooks: list[Any] = []
-        self._reset_hooks: list[Any] = []
-        self._listeners: list[Any] = []
-        self._freeze_bit: dict[str, int] = {"bankrupt": 0, "manual": 1}
-        self._gov_seeds = np.random.SeedSequence()
-        self._gov_events: list[dict] = []
-        self._in_step = False
+        self._init_governance()
         self.network: Network | None = None
         self.t = 0
 
@@ -383,8 +375,7 @@ class SandboxEnv(ParallelEnv):
         c.network.check_memory(n, c.max_neighbors, extra_bytes=256 * n * c.inbox_size)
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-            # levers draw from their own streams, so adding one never moves the env's draws
-            self._gov_seeds = np.random.SeedSequence([seed, 0x60F])
+        self._reset_governance(n, seed)
         self._seed = seed
         self._episode += 1
         net_seed = int(self._rng.integers(2**31 - 1))
@@ -394,9 +385,6 @@ class SandboxEnv(ParallelEnv):
         self.resources = np.full(n, c.initial_resources, dtype=np.float64)
         self.reputation = np.full(n, c.initial_reputation, dtype=np.float64)
         self.frozen = np.zeros(n, dtype=bool)
-        self._freeze_bits = np.zeros(n, dtype=np.uint64)  # one bit per reason (lever)
-        self._gov_events = []
-        self._step_gov = []
         self.n_initiated = np.zeros(n, dtype=np.int64)
         self.n_accepted_init = np.zeros(n, dtype=np.int64)
         self.last_proposal = np.full(n, -1, dtype=np.int64)
@@ -415,8 +403,7 @@ class SandboxEnv(ParallelEnv):
         self._inbox_rows = np.zeros(0, dtype=np.int64)
         self._inbox_slots = np.zeros(0, dtype=np.int64)
         self._build_dicts()
-        for hook, child in zip(self._reset_hooks, self._gov_seeds.spawn(len(self._reset_hooks))):
-            hook(np.random.default_rng(child))
+        self._run_reset_hooks()
         self._write_observations()
         if self.event_log is not None:
             self.event_log.run_start(env="sandbox-v0", config=c.model_dump(mode="json"),
@@ -425,92 +412,17 @@ class SandboxEnv(ParallelEnv):
         obs = self._observations_out()
         return obs, self.infos
 
-    def set_frozen(self, agents: Any, frozen: bool = True, *, lever: str = "manual") -> None:
-        """Freeze (or release) agents for one reason: a frozen agent may only pass and reject.
+    # ------------------------------------------------------------------ governance seam
+    # (the hooks, freezes and events are GovernedKernel's, in envs/core/kernel.py)
+    _label = "sandbox"
 
-        ``agents``: names, indices or a boolean mask. Each ``lever`` freezes for its own
-        reason, so releasing one lever's freeze never lifts another's (or a bankruptcy).
-        The action masks follow at once.
-        """
-        if self.network is None:
-            raise RuntimeError("sandbox: set_frozen() needs a reset() first")
-        if lever == "bankrupt":
-            raise ValueError("sandbox: 'bankrupt' is the environment's own freeze reason; a "
-                             "lever cannot set or lift it")
-        idx = self._agent_index(agents)
-        bit = self._freeze_bit.get(lever)
-        if bit is None:
-            if len(self._freeze_bit) >= 64:
-                raise ValueError("sandbox: at most 64 freezing levers")
-            bit = self._freeze_bit[lever] = len(self._freeze_bit)
-        flag = np.uint64(1) << np.uint64(bit)
-        if frozen:
-            self._freeze_bits[idx] |= flag
-        else:
-            self._freeze_bits[idx] &= ~flag
-        np.not_equal(self._freeze_bits, 0, out=self.frozen)
+    def _governance_ready(self) -> bool:
+        return self.network is not None
+
+    def _on_frozen_change(self) -> None:
         self._static_dirty = True
         if not self._in_step:
             self._write_observations()
-
-    # ------------------------------------------------------------------ governance seam
-    def add_weight_hook(self, hook: Any) -> None:
-        """Register ``hook(batch) -> weights | None``: multiplies each resolved interaction's
-        surplus, externality and reputation effect (``batch.weight``)."""
-        self._weight_hooks.append(hook)
-
-    def add_step_hook(self, hook: Any) -> None:
-        """Register ``hook(batch)``, called after each step's interactions are paid."""
-        self._step_hooks.append(hook)
-
-    def add_epoch_hook(self, hook: Any) -> None:
-        """Register ``hook(epoch)``, called at each epoch end before the epoch is logged."""
-        self._epoch_hooks.append(hook)
-
-    def add_settle_hook(self, hook: Any) -> None:
-        """Register ``hook(batch)``, called last in each step, after the epoch hooks, when
-        the step's rewards are final (e.g. a stake check that must see an epoch-end debit)."""
-        self._settle_hooks.append(hook)
-
-    def add_reset_hook(self, hook: Any) -> None:
-        """Register ``hook(rng)``, called at each reset with the lever's own generator
-        (seeded from the reset seed, independent of the environment's draws)."""
-        self._reset_hooks.append(hook)
-
-    def add_listener(self, hook: Any) -> None:
-        """Register ``hook(lever, data)``, called for every governance event."""
-        self._listeners.append(hook)
-
-    def frozen_mask(self) -> np.ndarray:
-        """Who is frozen now, for any reason (a copy)."""
-        return self.frozen.copy()
-
-    def get_reputation(self) -> np.ndarray:
-        """Public reputation of every agent (a copy)."""
-        return self.reputation.copy()
-
-    def set_reputation(self, values: Any) -> None:
-        """Overwrite public reputation (finite values, one per agent)."""
-        arr = np.asarray(values, dtype=np.float64)
-        if arr.shape != self.reputation.shape or not np.isfinite(arr).all():
-            raise ValueError(f"sandbox: reputation must be {self.reputation.shape[0]} finite "
-                             f"values, got shape {arr.shape}")
-        self.reputation[:] = arr
-
-    def get_resources(self) -> np.ndarray:
-        """Resources of every agent (a copy); inside a hook, with this step's rewards so far."""
-        return self.resources + self.reward_array if self._in_step else self.resources.copy()
-
-    def add_rewards(self, delta: Any) -> None:
-        """Inside a hook: add ``delta`` (one value per agent) to this step's rewards, and so
-        to resources, in the same step."""
-        if not self._in_step:
-            raise RuntimeError("sandbox: add_rewards() is for hooks, during a step")
-        arr = np.asarray(delta, dtype=np.float64)
-        if arr.shape != self.reward_array.shape or not np.isfinite(arr).all():
-            raise ValueError(f"sandbox: add_rewards needs {self.reward_array.shape[0]} finite "
-                             f"values, got shape {arr.shape}")
-        self.reward_array += arr
 
     def cut_edges(self, agents: Any) -> int:
         """Remove every edge of ``agents`` (a dynamic network only); returns edges cut."""
@@ -524,65 +436,6 @@ class SandboxEnv(ParallelEnv):
         if cut:
             self._after_prune(old_keys)
         return cut
-
-    def log_governance(self, lever: str, data: dict, agents: Any = ()) -> None:
-        """Record what a lever did: the event log, ``infos[agent]["governance"]`` of the
-        ``agents`` named, the per-epoch metrics (``data["summary"]``), the listeners."""
-        step, epoch = self.clock
-        self._gov_events.append(data)
-        if self.event_log is not None:
-            self.event_log.governance(step, epoch, lever, data)
-        who = np.asarray(agents, dtype=np.int64).ravel()
-        if len(who):  # infos[agent]["governance"] is built from these when read
-            self._step_gov.append((lever, step, who, data))
-        for hook in self._listeners:
-            hook(lever, data)
-
-    def pop_governance(self) -> list[dict]:
-        """The governance events' data since the last call (the runner reads them per epoch)."""
-        out, self._gov_events = self._gov_events, []
-        return out
-
-    @property
-    def clock(self) -> tuple[int, int]:
-        """``(step, epoch)`` of the step being played (of the next step between steps)."""
-        t = min(self.t, self.max_steps - 1)
-        return t, t // self.config.steps_per_epoch
-
-    def _agent_index(self, agents: Any) -> np.ndarray:
-        if isinstance(agents, str):
-            agents = [agents]
-        arr = np.asarray(agents)
-        if arr.dtype == bool:
-            if arr.shape != (self.config.n_agents,):
-                raise ValueError(f"sandbox: an agent mask must have shape "
-                                 f"({self.config.n_agents},), got {arr.shape}")
-            return np.flatnonzero(arr)
-        if arr.dtype.kind in "US":
-            unknown = [a for a in arr.tolist() if a not in self.agent_name_mapping]
-            if unknown:
-                raise ValueError(f"sandbox: unknown agents {unknown[:5]}")
-            return np.array([self.agent_name_mapping[a] for a in arr.tolist()], dtype=np.int64)
-        if arr.dtype.kind not in "iu":
-            raise ValueError(f"sandbox: agents must be names, indices or a boolean mask, got "
-                             f"{arr.dtype} values {arr.ravel()[:5].tolist()}")
-        idx = arr.astype(np.int64).ravel()
-        n = self.config.n_agents
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(f"sandbox: agent indices must lie in 0..{n - 1}, got "
-                             f"{idx[(idx < 0) | (idx >= n)][:5].tolist()}")
-        return idx
-
-    def add_cost_hook(self, hook: Any) -> None:
-        """Register ``hook(batch) -> (c_a, c_b) | None``, called on every resolved batch.
-
-        The hook sees the step's interactions (``p``, ``accepted``, ``tau``, who, what) before
-        payoffs are computed; the costs it returns (arrays of ``len(batch)`` or scalars) are
-        added to ``c_a``/``c_b`` and so enter the payoffs, rewards, resources and the event
-        log in the same step. Rejected interactions pay nothing, costs included. This is the
-        seam governance levers use (taxes, audits, ...); hooks run in registration order.
-        """
-        self._cost_hooks.append(hook)
 
     def _new_edge_state(self) -> None:
         e = len(self.network.indices)
@@ -684,32 +537,18 @@ class SandboxEnv(ParallelEnv):
             actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
                                     self.nvec, self.action_dim_names, "sandbox", self._noop)
         invalidate_infos(self._touched)
-        self._step_gov: list[tuple] = []
         c = self.config
         t = self.t
         epoch = t // c.steps_per_epoch
         reward = self.reward_array
         reward[:] = 0.0
-        self._in_step = True
-        try:
+        with self._stepping():
             batch = self._resolve(actions, t, epoch, reward)
             self._propose(actions, t, reward)
-            for hook in self._step_hooks:
-                hook(batch)
-            if (t + 1) % c.steps_per_epoch == 0:
-                for hook in self._epoch_hooks:
-                    hook(epoch)
-            for hook in self._settle_hooks:  # the step's rewards are final here
-                hook(batch)
-        finally:
-            self._in_step = False
+            self._run_step_hooks(batch, epoch if (t + 1) % c.steps_per_epoch == 0 else None)
         self.resources += reward
         self.cumulative_reward += reward
-        # bankrupt whenever resources run out, frozen by a lever or not (bit 0, for good)
-        broke = (self.resources <= 0.0) & ((self._freeze_bits & np.uint64(1)) == 0)
-        if broke.any():
-            self._freeze_bits[broke] |= np.uint64(1)
-            self.frozen |= broke
+        if self._mark_bankrupt():  # resources ran out: frozen for good
             self._static_dirty = True
         self.last_batch = batch
         self._history.append(batch)
@@ -748,25 +587,10 @@ class SandboxEnv(ParallelEnv):
             tau=pend.tau, c_a=np.zeros(n), c_b=np.zeros(n), r_a=r_a, r_b=np.zeros(n),
             payoff_a=np.zeros(n), payoff_b=np.zeros(n), weight=np.ones(n),
             step=np.full(n, t, dtype=np.int32), epoch=np.full(n, epoch, dtype=np.int32))
-        weight: Any = None
-        if self._weight_hooks:
-            for hook in self._weight_hooks:
-                w = hook(batch)
-                if w is not None:
-                    batch.weight *= w
-            weight = batch.weight
+        weight = self._apply_weight_hooks(batch)
+        if weight is not None:
             r_a *= weight  # the weight scales the reputation effect too
-        c_a: Any = 0.0
-        c_b: Any = 0.0
-        if self._cost_hooks:
-            for hook in self._cost_hooks:
-                costs = hook(batch)
-                if costs is not None:
-                    batch.c_a += costs[0]
-                    batch.c_b += costs[1]
-            batch.c_a *= accf  # a rejected interaction pays nothing, costs included
-            batch.c_b *= accf
-            c_a, c_b = batch.c_a, batch.c_b
+        c_a, c_b = self._apply_cost_hooks(batch, accf)
         tau = pend.tau * accf  # the offered transfer is paid only when accepted
         if self.config.reward_mode == "soft":
             pi_a, pi_b = self.payoff.payoffs(p, tau, c_a, c_b, r_a, 0.0, weight)
@@ -958,8 +782,7 @@ class SandboxEnv(ParallelEnv):
         if key == "view":
             return self.view(i)
         if key == "governance":
-            return [{"lever": lever, "step": step, "data": data}
-                    for lever, step, who, data in self._step_gov if (who == i).any()]
+            return self._governance_info(i)
         raise KeyError(key)
 
     def view(self, i: int | str) -> dict:
