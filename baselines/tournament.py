@@ -1,0 +1,263 @@
+"""Matches and round-robin tournaments of the iterated prisoner's dilemma, vectorised.
+
+A tournament is ONE simulation: every match (each pair of players, self-play included) times
+every repetition is a row of a few arrays, and the only Python loop is over turns (plus, inside
+a turn, one :meth:`~baselines.strategies.Strategy.decide` call per player, on the contiguous
+slice of rows where that player moves). The rows are stacked from both sides (``2 × matches ×
+repetitions`` player-rows, sorted by player so each player's rows are a view), each with the
+index of its opponent's row.
+
+Payoffs are ``(R, S, T, P)``: reward for mutual cooperation, sucker's payoff, temptation,
+punishment for mutual defection; :data:`PAYOFF_PRESETS` names the classic ``(3, 0, 5, 1)`` and
+the LLM study's ``(2, -1, 3, 0)`` (CC 2/2, CD −1/3, DC 3/−1, DD 0/0).
+
+Noise flips every played move independently with probability ``noise``; the flipped move is
+what both players record and what is scored (as in the Axelrod library). All randomness (noise
+and stochastic strategies) comes from one ``numpy.random.default_rng(seed)``, so a run is a
+function of its arguments.
+
+Example:
+    >>> m = play_match("TFT", "AD", turns=6)
+    >>> m.moves_a.tolist(), m.moves_b.tolist(), m.scores
+    ([0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], (5.0, 10.0))
+    >>> r = round_robin(["TFT", "AD", "AC"], turns=10, repetitions=2)
+    >>> r.names, float(r.payoff_matrix[0][2]), r.ranked_names
+    (['TFT', 'AD', 'AC'], 3.0, ['AD', 'TFT', 'AC'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from baselines.strategies import D, MOVE_DTYPE, Strategy, as_strategy, history_depth
+
+PAYOFF_PRESETS: dict[str, tuple[float, float, float, float]] = {
+    "classic": (3.0, 0.0, 5.0, 1.0),
+    "llm_study": (2.0, -1.0, 3.0, 0.0),
+}
+"""Named ``(R, S, T, P)`` payoffs: ``classic`` (Axelrod's) and ``llm_study`` (CC 2/2,
+CD −1/3, DC 3/−1, DD 0/0)."""
+
+DEFAULT_PAYOFFS = PAYOFF_PRESETS["classic"]
+
+Payoffs = tuple[float, float, float, float] | str
+
+
+def resolve_payoffs(payoffs: Payoffs) -> tuple[float, float, float, float]:
+    """``(R, S, T, P)`` from a tuple or a preset name."""
+    if isinstance(payoffs, str):
+        try:
+            return PAYOFF_PRESETS[payoffs]
+        except KeyError:
+            raise ValueError(f"unknown payoff preset {payoffs!r}; known: "
+                             f"{sorted(PAYOFF_PRESETS)}") from None
+    values = tuple(float(v) for v in payoffs)
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise ValueError(f"payoffs must be four finite numbers (R, S, T, P), got {payoffs!r}")
+    return values  # type: ignore[return-value]
+
+
+def _payoff_table(payoffs: Payoffs) -> np.ndarray:
+    r, s, t, p = resolve_payoffs(payoffs)
+    return np.array([[r, s], [t, p]], dtype=np.float64)  # [my move][their move] -> my payoff
+
+
+@dataclass
+class _Sim:
+    score: np.ndarray        # (rows,) total payoff of each player-row
+    coop: np.ndarray         # (rows,) number of C moves
+    moves: np.ndarray | None  # (turns, rows) if recorded
+
+
+def _simulate(players: Sequence[Strategy], side_a: np.ndarray, side_b: np.ndarray, *,
+              turns: int, noise: float, rng: np.random.Generator, payoffs: Payoffs,
+              record: bool = False) -> tuple[_Sim, np.ndarray]:
+    """Play matches ``side_a[k]`` vs ``side_b[k]`` (player indices) for ``turns`` turns.
+
+    Returns the simulation's per-player-row totals and ``where``: ``(2, n_matches)`` the row of
+    each match's A side and B side.
+    """
+    if turns < 0:
+        raise ValueError(f"turns must be >= 0, got {turns}")
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise must be in [0, 1], got {noise}")
+    table = _payoff_table(payoffs)
+    m = len(side_a)
+    owner = np.concatenate([side_a, side_b])           # player of each unsorted row
+    order = np.argsort(owner, kind="stable")           # sorted row k is unsorted row order[k]
+    inv = np.empty_like(order)
+    inv[order] = np.arange(order.size)
+    opp_unsorted = np.concatenate([np.arange(m, 2 * m), np.arange(m)])
+    opp = inv[opp_unsorted[order]]                     # sorted row of each row's opponent
+    sorted_owner = owner[order]
+    bounds = np.searchsorted(sorted_owner, np.arange(len(players) + 1))
+    slices = [(players[i], slice(bounds[i], bounds[i + 1])) for i in range(len(players))
+              if bounds[i + 1] > bounds[i]]
+
+    n = 2 * m
+    depth = history_depth(players)
+    my = np.zeros((n, depth), dtype=MOVE_DTYPE)
+    their = np.zeros((n, depth), dtype=MOVE_DTYPE)
+    their_defected = np.zeros(n, dtype=bool)
+    t = np.zeros(n, dtype=np.int64)
+    moves = np.empty(n, dtype=MOVE_DTYPE)
+    score = np.zeros(n, dtype=np.float64)
+    coop = np.zeros(n, dtype=np.int64)
+    log = np.empty((turns, n), dtype=MOVE_DTYPE) if record else None
+    for turn in range(turns):
+        for player, sl in slices:
+            moves[sl] = player.decide(my[sl], their[sl], t[sl], rng,
+                                      their_defected=their_defected[sl])
+        if noise > 0.0:
+            moves ^= (rng.random(n) < noise).astype(MOVE_DTYPE)
+        opp_moves = moves[opp]
+        score += table[moves, opp_moves]
+        coop += moves == 0
+        if depth > 1:
+            my[:, :-1] = my[:, 1:]
+            their[:, :-1] = their[:, 1:]
+        my[:, -1] = moves
+        their[:, -1] = opp_moves
+        their_defected |= opp_moves == D
+        t += 1
+        if log is not None:
+            log[turn] = moves
+    where = inv[np.stack([np.arange(m), np.arange(m, 2 * m)])]
+    return _Sim(score, coop, log), where
+
+
+@dataclass
+class MatchResult:
+    """One match: the played moves (after noise) and total payoffs of both sides."""
+
+    names: tuple[str, str]
+    moves_a: np.ndarray      # (turns,) 0 = C, 1 = D
+    moves_b: np.ndarray
+    scores: tuple[float, float]  # totals over the match
+    turns: int
+
+    @property
+    def per_turn(self) -> tuple[float, float]:
+        """Mean payoff per turn of each side."""
+        n = max(self.turns, 1)
+        return self.scores[0] / n, self.scores[1] / n
+
+    @property
+    def cooperation(self) -> tuple[float, float]:
+        """Fraction of turns each side cooperated."""
+        n = max(self.turns, 1)
+        return float((self.moves_a == 0).sum()) / n, float((self.moves_b == 0).sum()) / n
+
+
+def play_match(a: Strategy | str, b: Strategy | str, turns: int = 200, noise: float = 0.0,
+               seed: int | None = 0, payoffs: Payoffs = DEFAULT_PAYOFFS) -> MatchResult:
+    """Play one match of ``a`` against ``b`` (instances, classes or names)."""
+    pa, pb = as_strategy(a), as_strategy(b)
+    sim, where = _simulate([pa, pb], np.array([0]), np.array([1]), turns=turns, noise=noise,
+                           rng=np.random.default_rng(seed), payoffs=payoffs, record=True)
+    ra, rb = int(where[0, 0]), int(where[1, 0])
+    assert sim.moves is not None
+    return MatchResult((pa.label, pb.label), sim.moves[:, ra].copy(), sim.moves[:, rb].copy(),
+                       (float(sim.score[ra]), float(sim.score[rb])), turns)
+
+
+@dataclass
+class TournamentResult:
+    """A round robin's results; ``i``, ``j`` index ``names``.
+
+    * ``payoff_matrix[i][j]``: mean per-turn payoff of ``i`` against ``j`` (over repetitions;
+      on the diagonal, over both sides of the self-play match);
+    * ``match_payoffs[i, j, r]``: the same for repetition ``r`` alone;
+    * ``cooperation_matrix[i][j]``: the fraction of turns ``i`` cooperated against ``j``;
+    * ``mean_payoff[i]``, ``cooperation_rate[i]``: means over the opponents ``j != i``
+      (self-play excluded; with a single player, its self-play);
+    * ``ranking``: player indices by ``mean_payoff``, best first (ties by index);
+    * ``wins[i]``: matches (over opponents ``j != i`` and repetitions) where ``i`` scored more.
+    """
+
+    names: list[str]
+    payoff_matrix: np.ndarray
+    match_payoffs: np.ndarray
+    cooperation_matrix: np.ndarray
+    mean_payoff: np.ndarray
+    cooperation_rate: np.ndarray
+    ranking: list[int]
+    wins: np.ndarray
+    turns: int
+    repetitions: int
+    noise: float
+    payoffs: tuple[float, float, float, float]
+    seed: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ranked_names(self) -> list[str]:
+        return [self.names[i] for i in self.ranking]
+
+    def table(self, digits: int = 3) -> str:
+        """A Markdown table: rank, name, mean payoff, cooperation, wins, then the matrix."""
+        head = ["rank", "strategy", "mean payoff", "cooperation", "wins", *self.names]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for rank, i in enumerate(self.ranking, 1):
+            row = [str(rank), self.names[i], f"{self.mean_payoff[i]:.{digits}f}",
+                   f"{self.cooperation_rate[i]:.{digits}f}", str(int(self.wins[i])),
+                   *(f"{v:.{digits}f}" for v in self.payoff_matrix[i])]
+            lines.append("| " + " | ".join(row) + " |")
+        return "\n".join(lines)
+
+
+def round_robin(strategies: Sequence[Strategy | str], turns: int = 200, repetitions: int = 10,
+                noise: float = 0.0, seed: int | None = 0,
+                payoffs: Payoffs = DEFAULT_PAYOFFS) -> TournamentResult:
+    """Every player against every player (self-play included), ``repetitions`` times, as one
+    vectorised simulation. Players are instances, classes or names; names in the result are
+    their short names (or names), suffixed ``#k`` where a label repeats."""
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+    players = [as_strategy(s) for s in strategies]
+    k = len(players)
+    if k == 0:
+        raise ValueError("round_robin: need at least one strategy")
+    labels = [p.label for p in players]
+    names = [lab if labels.count(lab) == 1 else f"{lab}#{labels[:i].count(lab)}"
+             for i, lab in enumerate(labels)]
+    ii, jj = np.triu_indices(k)                        # i <= j: self-play included
+    side_a = np.repeat(ii, repetitions)               # match (pair p, rep r) is row p*reps + r
+    side_b = np.repeat(jj, repetitions)
+    sim, where = _simulate(players, side_a, side_b, turns=turns, noise=noise,
+                           rng=np.random.default_rng(seed), payoffs=payoffs)
+    n_pairs = ii.size
+    denom = max(turns, 1)
+    score_a = (sim.score[where[0]] / denom).reshape(n_pairs, repetitions)
+    score_b = (sim.score[where[1]] / denom).reshape(n_pairs, repetitions)
+    coop_a = (sim.coop[where[0]] / denom).reshape(n_pairs, repetitions).mean(axis=1)
+    coop_b = (sim.coop[where[1]] / denom).reshape(n_pairs, repetitions).mean(axis=1)
+
+    match_payoffs = np.zeros((k, k, repetitions))
+    coop = np.zeros((k, k))
+    wins = np.zeros(k, dtype=np.int64)
+    off = ii != jj
+    match_payoffs[ii[off], jj[off]] = score_a[off]
+    match_payoffs[jj[off], ii[off]] = score_b[off]
+    diag = ~off
+    match_payoffs[ii[diag], ii[diag]] = (score_a[diag] + score_b[diag]) / 2
+    coop[ii[off], jj[off]] = coop_a[off]
+    coop[jj[off], ii[off]] = coop_b[off]
+    coop[ii[diag], ii[diag]] = (coop_a[diag] + coop_b[diag]) / 2
+    np.add.at(wins, ii[off], (score_a[off] > score_b[off]).sum(axis=1))
+    np.add.at(wins, jj[off], (score_b[off] > score_a[off]).sum(axis=1))
+
+    payoff_matrix = match_payoffs.mean(axis=2)
+    if k > 1:
+        others = ~np.eye(k, dtype=bool)
+        mean_payoff = (payoff_matrix * others).sum(axis=1) / (k - 1)
+        cooperation_rate = (coop * others).sum(axis=1) / (k - 1)
+    else:
+        mean_payoff, cooperation_rate = payoff_matrix[:, 0].copy(), coop[:, 0].copy()
+    ranking = sorted(range(k), key=lambda i: (-mean_payoff[i], i))
+    return TournamentResult(names, payoff_matrix, match_payoffs, coop, mean_payoff,
+                            cooperation_rate, ranking, wins, turns, repetitions, noise,
+                            resolve_payoffs(payoffs), seed)
