@@ -77,7 +77,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import parallel_to_aec
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from envs.core.api import AgentInfo, config_problems, invalidate_infos, stack_actions
+from envs.core.api import DictDoor, config_problems, invalidate_infos, stack_actions
 from envs.core.events import EventLog
 from envs.core.kernel import GovernedKernel
 from envs.core.network import Network, NetworkConfig
@@ -300,7 +300,7 @@ class ObsArrays:
                 "neighbor_mask": self.neighbor_mask, "inbox": self.inbox}
 
 
-class SandboxEnv(GovernedKernel, ParallelEnv):
+class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
     """The sandbox ``ParallelEnv`` (see the module docstring)."""
 
     metadata = {"name": "sandbox_v0", "render_modes": ["ansi", "human"],
@@ -484,45 +484,10 @@ class SandboxEnv(GovernedKernel, ParallelEnv):
             ef[entries, _N["edge_weight"]] = net.weights[entries]
             ef[back, _N["edge_weight"]] = net.weights[back]
 
-    def _build_dicts(self) -> None:
-        oa = self.obs_arrays
-        seg = self._seg
-        self._obs_dicts = {}
-        for i, a in enumerate(self.possible_agents):
-            mask_row = oa.action_mask[i]
-            self._obs_dicts[a] = {
-                "self": oa.self_[i], "neighbors": oa.neighbors[i],
-                "neighbor_mask": oa.neighbor_mask[i], "inbox": oa.inbox[i],
-                "action_mask": tuple(mask_row[seg[d]:seg[d + 1]]
-                                     for d in range(len(self.nvec))),
-            }
-        self._touched: list[AgentInfo] = []
-        self.infos = {a: AgentInfo(self._build_info, i, ("interactions", "view", "governance"),
-                                   self._touched)
-                      for i, a in enumerate(self.possible_agents)}
-        self._false = dict.fromkeys(self.possible_agents, False)
-
-    def _observations_out(self) -> dict:
-        if not self.config.copy_observations:
-            return self._obs_dicts
-        return {a: {k: (tuple(x.copy() for x in v) if isinstance(v, tuple) else v.copy())
-                    for k, v in d.items()} for a, d in self._obs_dicts.items()}
-
     # ------------------------------------------------------------------ step
-    def step(self, actions: dict[str, Any]):
-        arr = stack_actions(actions, self.possible_agents, self.agent_name_mapping, self.nvec,
-                            self.action_dim_names, "sandbox", self._noop)
-        self.step_arrays(arr, validate=False)
-        rewards = dict(zip(self.possible_agents, self.reward_array.tolist()))
-        terms = self._false.copy()  # fresh dicts each step: callers may mutate them
-        truncs = (dict.fromkeys(self.possible_agents, True) if self.t >= self.max_steps
-                  else self._false.copy())
-        infos = self.infos
-        if self.config.copy_observations:
-            infos = {a: info.materialize() for a, info in infos.items()}
-        if self.render_mode == "human":
-            print(self.render())
-        return self._observations_out(), rewards, terms, truncs, infos
+    # (the dict door -- obs views built once per episode, step() over step_arrays -- is
+    # DictDoor's, in envs/core/api.py)
+    _info_keys = ("interactions", "view", "governance")
 
     def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
         """The batched door: ``(n_agents, n_dims)`` int actions in, rewards out.

@@ -287,3 +287,54 @@ def invalidate_infos(touched: list) -> None:
     for info in touched:
         info.invalidate()
     touched.clear()
+
+
+class DictDoor:
+    """PettingZoo's dict API as a thin door onto a variant's array kernel.
+
+    The host environment provides ``possible_agents``, ``agent_name_mapping``, ``nvec``,
+    ``action_dim_names``, ``_noop`` (the no-op action), ``_label``, ``obs_arrays`` (its
+    preallocated observation arrays: ``named()`` and the flat ``action_mask``),
+    ``reward_array``, ``t``, ``max_steps``, ``config.copy_observations``, ``render_mode`` and
+    ``render()``, ``_info_keys`` (the lazy ``infos`` entries) with ``_build_info(key, i)``,
+    and ``step_arrays(actions, validate)``. It calls ``_build_dicts()`` at reset, once the
+    arrays exist: the per-agent observation dicts are views into them, built once per
+    episode, and ``step`` only converts actions in and rewards out.
+    """
+
+    def _build_dicts(self) -> None:
+        oa = self.obs_arrays
+        seg = np.concatenate([[0], np.cumsum(self.nvec)])
+        named = oa.named()
+        self._obs_dicts = {}
+        for i, a in enumerate(self.possible_agents):
+            mask_row = oa.action_mask[i]
+            obs = {name: arr[i] for name, arr in named.items()}
+            obs["action_mask"] = tuple(mask_row[seg[d]:seg[d + 1]] for d in range(len(seg) - 1))
+            self._obs_dicts[a] = obs
+        self._touched: list[AgentInfo] = []
+        self.infos = {a: AgentInfo(self._build_info, i, self._info_keys, self._touched)
+                      for i, a in enumerate(self.possible_agents)}
+        self._false = dict.fromkeys(self.possible_agents, False)
+
+    def _observations_out(self) -> dict:
+        if not self.config.copy_observations:
+            return self._obs_dicts
+        return {a: {k: (tuple(x.copy() for x in v) if isinstance(v, tuple) else v.copy())
+                    for k, v in d.items()} for a, d in self._obs_dicts.items()}
+
+    def step(self, actions: dict[str, Any]):
+        """PettingZoo's ``step``: the actions dict through the kernel, dicts out."""
+        arr = stack_actions(actions, self.possible_agents, self.agent_name_mapping, self.nvec,
+                            self.action_dim_names, self._label, self._noop)
+        self.step_arrays(arr, validate=False)
+        rewards = dict(zip(self.possible_agents, self.reward_array.tolist()))
+        terms = self._false.copy()  # fresh dicts each step: callers may mutate them
+        truncs = (dict.fromkeys(self.possible_agents, True) if self.t >= self.max_steps
+                  else self._false.copy())
+        infos = self.infos
+        if self.config.copy_observations:
+            infos = {a: info.materialize() for a, info in infos.items()}
+        if self.render_mode == "human":
+            print(self.render())
+        return self._observations_out(), rewards, terms, truncs, infos
