@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from baselines.strategies import D, MOVE_DTYPE, Strategy, as_strategy, history_depth
+from baselines.strategies import MOVE_DTYPE, D, Strategy, as_strategy, history_depth
 
 PAYOFF_PRESETS: dict[str, tuple[float, float, float, float]] = {
     "classic": (3.0, 0.0, 5.0, 1.0),

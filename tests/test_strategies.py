@@ -9,7 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from baselines.strategies import (
-    CLASSIC, HISTORY_DEPTH, STRATEGIES, History, Strategy, history_depth, make_strategy,
+    CLASSIC,
+    HISTORY_DEPTH,
+    STRATEGIES,
+    History,
+    Strategy,
+    history_depth,
+    make_strategy,
     strategy_class,
 )
 from baselines.tournament import play_match

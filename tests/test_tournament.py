@@ -9,7 +9,10 @@ import pytest
 
 from baselines.strategies import CLASSIC, make_strategy
 from baselines.tournament import (
-    PAYOFF_PRESETS, play_match, resolve_payoffs, round_robin,
+    PAYOFF_PRESETS,
+    play_match,
+    resolve_payoffs,
+    round_robin,
 )
 
 R, S, T, P = 3.0, 0.0, 5.0, 1.0
