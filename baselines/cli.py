@@ -230,7 +230,7 @@ def _open_for_resume(folder: Any, scenario_dump: dict, seed: int, fmt: str | Non
                      hint: str) -> tuple[int, str, dict]:
     """Lock, read and check an interrupted run; returns (last complete epoch, format,
     identity). Refusals change nothing. A run that logged nothing yet starts over."""
-    from baselines.runfolder import identity_differences, run_identity
+    from baselines.runfolder import identity_differences, identity_hash, run_identity
     from envs.core.events import LOG_FORMATS, LogError, replay
 
     out = folder.path
@@ -257,7 +257,7 @@ def _open_for_resume(folder: Any, scenario_dump: dict, seed: int, fmt: str | Non
     if recorded.get("log_format") not in LOG_FORMATS:
         raise _Failure(f"{events}:1: identity.log_format: must be one of "
                        f"{', '.join(LOG_FORMATS)}, got {recorded.get('log_format')!r}")
-    if _identity_hash(recorded) != recorded.get("hash"):
+    if identity_hash(recorded) != recorded.get("hash"):
         raise _Failure(f"{events}:1: identity.hash: does not match the identity's fields "
                        "(the log was edited?); cannot resume")
     fmt = fmt or recorded["log_format"]
@@ -268,19 +268,6 @@ def _open_for_resume(folder: Any, scenario_dump: dict, seed: int, fmt: str | Non
                        f"{'; '.join(diffs[:5])}" + (f" (+{len(diffs) - 5} more)"
                                                      if len(diffs) > 5 else ""))
     return rep.last_complete_epoch, fmt, identity
-
-
-def _identity_hash(identity: dict) -> str | None:
-    """The hash ``run_identity`` would give the identity's own fields."""
-    import hashlib
-    import json
-
-    try:
-        fields = {k: v for k, v in identity.items() if k != "hash"}
-        text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return None
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _has_run_start(events: Path) -> bool:
@@ -394,18 +381,10 @@ def _finish_log(env: Any, events: Path) -> None:
     log = base.event_log
     if log is not None and not log.closed:
         log.sync()
-        if _line_type(_last_line(events)) != "run_end":
+        from envs.core.events import _typed_line
+
+        if _typed_line(_last_line(events), "run_end") is None:
             log.run_end(step=base.max_steps - 1, epoch=base.config.n_epochs - 1)
-
-
-def _line_type(line: bytes) -> str | None:
-    import json
-
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj.get("type") if isinstance(obj, dict) else None
 
 
 def _last_line(path: Path) -> bytes:

@@ -41,7 +41,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunFolder", "RunFolderError", "identity_differences", "run_identity"]
+__all__ = ["RunFolder", "RunFolderError", "identity_differences", "identity_hash",
+           "run_identity"]
 
 LOCK = ".lock"
 #: what a run folder may hold; anything else means the folder is not (only) a run's
@@ -72,9 +73,19 @@ def run_identity(scenario: Mapping[str, Any], seed: int, log_format: str) -> dic
     """
     ident: dict[str, Any] = {"scenario": json.loads(json.dumps(scenario)), "seed": int(seed),
                              "distsafe": _version(), "log_format": log_format}
-    text = json.dumps(ident, sort_keys=True, separators=(",", ":"))
-    ident["hash"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    ident["hash"] = identity_hash(ident)
     return ident
+
+
+def identity_hash(identity: Mapping[str, Any]) -> str | None:
+    """The short hash of an identity's fields (its own ``hash`` left out); ``None`` when the
+    fields are not JSON (a tampered log)."""
+    try:
+        text = json.dumps({k: v for k, v in identity.items() if k != "hash"},
+                          sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
