@@ -102,20 +102,15 @@ class ObsBatch:
         return self.action_mask[:, start:start + int(self.nvec[dim])]
 
 
-class Policy:
-    """Base class of every policy.
+class Parametrised:
+    """A small declarative decision-maker (a policy, a dilemma strategy): a ``name``, a
+    ``classifier`` dict, validated ``Params`` and its own seeded ``np.random.Generator``."""
 
-    Subclasses set ``name`` and a ``classifier`` dict of properties (Axelrod style: memory
-    depth, stochastic, uses signals, ...), and implement :meth:`act_arrays` (vectorised) or
-    override :meth:`act_batch` (e.g. LLM policies, which read ``info["view"]``); the runner
-    uses the array door only when every policy is :meth:`batched`.
-    """
-
-    name: ClassVar[str] = "policy"
+    name: ClassVar[str] = "parametrised"
     classifier: ClassVar[dict[str, Any]] = {}
 
     class Params(BaseModel):
-        """A policy's parameters: subclass it in a policy class (``class Params(Policy.Params)``).
+        """Parameters: subclass it in a class of your own (``class Params(Policy.Params)``).
 
         Frozen, unknown keys are errors, and strict: an int field takes an int (not ``"3"`` or
         ``2.0``), a bool field a bool (not ``"yes"`` or 1), a float field a finite number (an
@@ -147,8 +142,27 @@ class Policy:
         self.rng = np.random.default_rng(seed)
 
     def reset(self, seed: int | None = None) -> None:
-        """Re-seed the policy's generator (``None``: back to the constructor's seed)."""
+        """Re-seed the generator (``None``: back to the constructor's seed)."""
         self.rng = np.random.default_rng(self._seed if seed is None else seed)
+
+    def __repr__(self) -> str:
+        params = self.params.model_dump()
+        args = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        return f"{type(self).__name__}({args})"
+
+
+class Policy(Parametrised):
+    """Base class of every policy.
+
+    Subclasses set ``name`` and a ``classifier`` dict of properties (Axelrod style: memory
+    depth, stochastic, uses signals, ...), and implement :meth:`act_arrays` (vectorised) or
+    override :meth:`act_batch` (e.g. LLM policies, which read ``info["view"]``); the runner
+    uses the array door only when every policy is :meth:`batched`. Parameters are a
+    ``Params`` model (``class Params(Policy.Params)``); randomness comes only from
+    ``self.rng``.
+    """
+
+    name: ClassVar[str] = "policy"
 
     def act(self, observation: Any, info: dict | None = None) -> np.ndarray:
         """One agent's action."""
@@ -174,8 +188,3 @@ class Policy:
         """Whether the policy acts from the env's arrays alone: it implements act_arrays and
         does not override act_batch (an override may read infos)."""
         return cls.act_arrays is not Policy.act_arrays and cls.act_batch is Policy.act_batch
-
-    def __repr__(self) -> str:
-        params = self.params.model_dump()
-        args = ", ".join(f"{k}={v!r}" for k, v in params.items())
-        return f"{type(self).__name__}({args})"

@@ -62,14 +62,14 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from baselines.policy import Policy
+from baselines.policy import Parametrised
 
 C = 0
 D = 1
 MOVE_DTYPE = np.int8
 
 
-class Strategy:
+class Strategy(Parametrised):
     """Base class of the prisoner's-dilemma strategies (see the module docstring).
 
     Subclasses set ``name``, ``short`` (optional), ``classifier``, ``Params`` (if they have
@@ -83,17 +83,8 @@ class Strategy:
         "uses_their_defected": False,
     }
 
-    class Params(Policy.Params):
+    class Params(Parametrised.Params):
         """A strategy's parameters (frozen, strict, unknown keys are errors)."""
-
-    def __init__(self, seed: int | None = None, **params: Any) -> None:
-        self.params = self.Params(**params)
-        self._seed = seed
-        self.rng = np.random.default_rng(seed)
-
-    def reset(self, seed: int | None = None) -> None:
-        """Re-seed the strategy's own generator (``None``: back to the constructor's seed)."""
-        self.rng = np.random.default_rng(self._seed if seed is None else seed)
 
     @property
     def label(self) -> str:
@@ -106,9 +97,6 @@ class Strategy:
         """The next move (``0`` = C, ``1`` = D) of every pair, ``(n,)`` int8."""
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _classifier(memory_depth: float, *, stochastic: bool = False, own: bool = False,
