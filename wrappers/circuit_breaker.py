@@ -52,7 +52,8 @@ class CircuitBreaker(GovernanceWrapper):
             return
         w = self.params.window
         who = batch.initiator
-        if np.bincount(who).max() == 1:  # one interaction per initiator (the sandbox's case)
+        initiated = np.bincount(who)
+        if initiated.max() == 1:  # one interaction per initiator (the sandbox's case)
             count = self.count[who]
             slot = count % w
             new = 1.0 - batch.p
@@ -68,7 +69,7 @@ class CircuitBreaker(GovernanceWrapper):
             self.history[who, pos] = 1.0 - batch.p
             agents = np.unique(who)
             self.total[agents] = self.history[agents].sum(axis=1)
-            self.count[agents] += np.bincount(who)[agents]
+            self.count[agents] += initiated[agents]
             mean = self.total[agents] / np.minimum(self.count[agents], w)
         over = mean >= self.params.threshold
         if not over.any():
