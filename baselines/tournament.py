@@ -27,8 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +59,28 @@ def resolve_payoffs(payoffs: Payoffs) -> tuple[float, float, float, float]:
     values = tuple(float(v) for v in payoffs)
     if len(values) != 4 or not all(np.isfinite(values)):
         raise ValueError(f"payoffs must be four finite numbers (R, S, T, P), got {payoffs!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_payoffs(text: str) -> tuple[float, float, float, float]:
+    """``(R, S, T, P)`` from a preset name or four comma-separated numbers ``"R,S,T,P"``
+    (what the command line takes).
+
+    Example:
+        >>> parse_payoffs("llm_study"), parse_payoffs("4, 0, 6, 1")
+        ((2.0, -1.0, 3.0, 0.0), (4.0, 0.0, 6.0, 1.0))
+    """
+    text = text.strip()
+    if text in PAYOFF_PRESETS:
+        return PAYOFF_PRESETS[text]
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise ValueError(f"expected a preset ({', '.join(PAYOFF_PRESETS)}) or four finite "
+                         f"numbers R,S,T,P; got {text!r}")
     return values  # type: ignore[return-value]
 
 
@@ -196,6 +220,91 @@ class TournamentResult:
     @property
     def ranked_names(self) -> list[str]:
         return [self.names[i] for i in self.ranking]
+
+    def csv_text(self) -> str:
+        """The ranked table as CSV: rank, strategy, mean_payoff, cooperation, wins, then one
+        column per opponent (the payoff matrix row of the strategy), full precision.
+
+        Example:
+            >>> r = round_robin(["AC", "AD"], turns=10, repetitions=1)
+            >>> print(r.csv_text(), end="")
+            rank,strategy,mean_payoff,cooperation,wins,AC,AD
+            1,AD,5.0,0.0,1,5.0,1.0
+            2,AC,0.0,1.0,0,3.0,0.0
+        """
+        lines = [",".join(["rank", "strategy", "mean_payoff", "cooperation", "wins",
+                           *self.names])]
+        for rank, i in enumerate(self.ranking, 1):
+            row = [str(rank), self.names[i], repr(float(self.mean_payoff[i])),
+                   repr(float(self.cooperation_rate[i])), str(int(self.wins[i])),
+                   *(repr(float(v)) for v in self.payoff_matrix[i])]
+            lines.append(",".join(row))
+        return "\n".join(lines) + "\n"
+
+    def matrix_csv_text(self) -> str:
+        """The payoff matrix as CSV, in the order of ``names``: row ``i``, column ``j`` is the
+        mean per-turn payoff of ``i`` against ``j``.
+
+        Example:
+            >>> r = round_robin(["AC", "AD"], turns=10, repetitions=1)
+            >>> print(r.matrix_csv_text(), end="")
+            strategy,AC,AD
+            AC,3.0,0.0
+            AD,5.0,1.0
+        """
+        lines = [",".join(["strategy", *self.names])]
+        for name, row in zip(self.names, self.payoff_matrix):
+            lines.append(",".join([name, *(repr(float(v)) for v in row)]))
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path: str | Path) -> Path:
+        """Write a heatmap of the payoff matrix (rows and columns in ranking order, every
+        cell annotated) to ``path`` (PNG). Needs matplotlib (``distsafe[analysis]``)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        order = self.ranking
+        names = [self.names[i] for i in order]
+        matrix = self.payoff_matrix[np.ix_(order, order)]
+        k = len(names)
+        size = 1.6 + 0.75 * k
+        fig = Figure(figsize=(size + 1.2, size))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        image = ax.imshow(matrix, cmap="viridis")
+        fig.colorbar(image, ax=ax, label="mean payoff per turn")
+        ax.set_xticks(range(k), names, rotation=45, ha="right")
+        ax.set_yticks(range(k), names)
+        ax.set_xlabel("opponent")
+        ax.set_ylabel("strategy (ranked)")
+        middle = (float(matrix.min()) + float(matrix.max())) / 2
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if matrix[i, j] > middle else "white")
+        r, s, t, p = self.payoffs
+        ax.set_title(f"payoff of row vs column: {self.turns} turns, {self.repetitions} "
+                     f"repetitions, noise {self.noise:g}\n(R, S, T, P) = ({r:g}, {s:g}, {t:g}, "
+                     f"{p:g})", fontsize=9)
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, dpi=110)
+        return path
+
+    def save(self, out: str | Path, plot: bool = False) -> list[Path]:
+        """Write ``tournament.csv`` (:meth:`csv_text`), ``payoff_matrix.csv``
+        (:meth:`matrix_csv_text`) and, with ``plot``, ``payoff_matrix.png`` (:meth:`plot`)
+        into the folder ``out`` (created if missing; these files are replaced)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "tournament.csv", out / "payoff_matrix.csv"]
+        for path, text in zip(written, (self.csv_text(), self.matrix_csv_text())):
+            tmp = path.with_name(f".{path.name}.tmp")  # beside, then renamed into place
+            tmp.write_text(text, newline="")
+            os.replace(tmp, path)
+        if plot:
+            written.append(self.plot(out / "payoff_matrix.png"))
+        return written
 
     def table(self, digits: int = 3) -> str:
         """A Markdown table: rank, name, mean payoff, cooperation, wins, then the matrix."""
