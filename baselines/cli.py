@@ -560,6 +560,52 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result.failures else 0
 
 
+def cmd_tournament(args: argparse.Namespace) -> int:
+    """A round robin of prisoner's-dilemma strategies: the ranked table, its CSV files (and
+    a heatmap of the payoff matrix)."""
+    import importlib.util
+
+    from baselines.strategies import CLASSIC, strategy_class
+    from baselines.tournament import parse_payoffs, round_robin
+
+    strategies = list(args.strategies or CLASSIC)
+    for name in strategies:
+        try:
+            strategy_class(name)
+        except ValueError as e:
+            raise _Failure(f"--strategies: {e}") from None
+    try:
+        payoffs = parse_payoffs(args.payoffs)
+    except ValueError as e:
+        raise _Failure(f"--payoffs: {e}") from None
+    if not 0.0 <= args.noise <= 1.0:
+        raise _Failure(f"--noise: expected a probability in [0, 1], got {args.noise}")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise _Failure("--plot needs matplotlib: pip install 'distsafe[analysis]'")
+    out = Path(args.out)
+    names = ["tournament.csv", "payoff_matrix.csv"] + (["payoff_matrix.png"] if args.plot
+                                                       else [])
+    blocked = [out / n for n in names if (out / n).exists() and not (out / n).is_file()]
+    if blocked or (out.exists() and not out.is_dir()):
+        where = blocked[0] if blocked else out
+        raise _Failure(f"{where}: is not a {'file' if blocked else 'folder'}; the results "
+                       "cannot be written there")
+    result = round_robin(strategies, turns=args.turns, repetitions=args.repetitions,
+                         noise=args.noise, seed=args.seed, payoffs=payoffs)
+    r, s, t, p = payoffs
+    print(f"round robin of {len(result.names)} strategies: {args.turns} turns x "
+          f"{args.repetitions} repetitions, noise {args.noise:g}, (R, S, T, P) = "
+          f"({r:g}, {s:g}, {t:g}, {p:g}), seed {args.seed}")
+    print(result.table())
+    try:
+        result.save(out, plot=args.plot)
+    except OSError as e:
+        raise _Stop(1, f"{e.filename or out}: cannot write the results "
+                       f"({e.strerror or e})") from None
+    print(out)
+    return 0
+
+
 def _print_error(e: Exception) -> None:
     """One ``distsafe: error:`` line per problem (a config may have several)."""
     for line in str(e).splitlines() or [type(e).__name__]:
@@ -646,6 +692,27 @@ def make_parser() -> argparse.ArgumentParser:
                    help="comma-separated group labels counted as bad actors (default: "
                         "deceptive,adversarial)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("tournament", help="round robin of iterated prisoner's-dilemma "
+                                          "strategies; ranked table, tournament.csv and "
+                                          "payoff_matrix.csv")
+    p.add_argument("--strategies", nargs="+", metavar="NAME", default=None,
+                   help="strategy names or short names (default: the classic seven, AC AD "
+                        "TFT STFT GRIM WSLS RND)")
+    p.add_argument("--turns", type=_positive, default=200, help="turns per match (200)")
+    p.add_argument("--repetitions", type=_positive, default=10,
+                   help="repetitions of every match (10)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="probability that a played move is flipped (0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of all randomness (0)")
+    p.add_argument("--payoffs", default="classic", metavar="PAYOFFS",
+                   help="classic (3,0,5,1), llm_study (2,-1,3,0) or four numbers 'R,S,T,P'")
+    p.add_argument("--out", metavar="DIR", default=str(Path("runs") / "tournament"),
+                   help="where tournament.csv and payoff_matrix.csv (and payoff_matrix.png) "
+                        "go (default: runs/tournament); files there are replaced")
+    p.add_argument("--plot", action="store_true",
+                   help="also write payoff_matrix.png, a heatmap of the payoff matrix")
+    p.set_defaults(func=cmd_tournament)
 
     p = sub.add_parser("list", help="list environments, policies and bundled configs")
     p.set_defaults(func=cmd_list)
