@@ -606,6 +606,104 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evolve(args: argparse.Namespace) -> int:
+    """Evolutionary dynamics of strategies: the Moran process (one run, or fixation
+    probabilities over ``--runs``) or imitation dynamics on a network; prints the outcome and
+    writes a CSV (``evolution.csv``: shares per step or generation; ``fixation.csv``)."""
+    from baselines import evolution
+    from baselines.strategies import strategy_class
+    from baselines.tournament import parse_payoffs
+
+    flags = {"counts": "--counts", "initial": "--counts", "n_agents": "--n-agents",
+             "max_steps": "--max-steps", "network": "--network", "beta": "--beta",
+             "mutation": "--mutation", "selection": "--selection", "runs": "--runs",
+             "generations": "--generations", "noise": "--noise"}
+
+    def failure(e: ValueError) -> _Failure:
+        text = " ".join(str(e).split())
+        head = text.split(" ", 1)[0].split("[", 1)[0].rstrip(":")
+        if head not in flags:
+            return _Failure(text)
+        if text.startswith(f"{head}:"):  # "network: topology: ..." -> "--network: topology: ..."
+            return _Failure(f"{flags[head]}{text[len(head):]}")
+        return _Failure(f"{flags[head]}: {text}")
+
+    strategies = list(args.strategies)
+    for name in strategies:
+        try:
+            strategy_class(name)
+        except ValueError as e:
+            raise _Failure(f"--strategies: {e}") from None
+    try:
+        payoffs = parse_payoffs(args.payoffs)
+    except ValueError as e:
+        raise _Failure(f"--payoffs: {e}") from None
+    if args.counts is not None and len(args.counts) != len(strategies):
+        raise _Failure(f"--counts: expected one count per strategy ({len(strategies)}), got "
+                       f"{len(args.counts)}")
+    game = dict(turns=args.turns, repetitions=args.repetitions, noise=args.noise,
+                payoffs=payoffs, seed=args.seed)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise _Failure(f"{out}: is not a folder; the results cannot be written there")
+    try:
+        if args.moran:
+            counts = args.counts or [10] * len(strategies)
+            if args.runs > 1:
+                fix = evolution.moran_fixation(strategies, counts, runs=args.runs,
+                                               max_steps=args.max_steps,
+                                               selection=args.selection, **game)
+                rows = [["strategy", "initial", "fixation_probability", "stderr", "neutral"]]
+                rows += [[n, str(int(c)), repr(float(p)), repr(float(se)), repr(float(q))]
+                         for n, c, p, se, q in zip(fix.names, fix.counts, fix.probabilities,
+                                                   fix.stderr, fix.neutral)]
+                print(f"Moran process, {args.runs} runs from {fix.counts.tolist()} "
+                      f"(N = {fix.population}); {fix.unfixed} did not fix")
+                print(fix.table())
+                name, text = "fixation.csv", "\n".join(map(",".join, rows)) + "\n"
+            else:
+                run = evolution.moran_process(strategies, counts, max_steps=args.max_steps,
+                                              mutation=args.mutation,
+                                              selection=args.selection, **game)
+                print(f"Moran process from {run.counts.tolist()} (N = {run.population}): "
+                      f"{run.summary()}")
+                name, text = "evolution.csv", None
+                shares, index, names = run.shares, "step", run.names
+        else:
+            network = yaml.safe_load(args.network)
+            if isinstance(network, str):
+                network = {"topology": network}
+            if not isinstance(network, dict):
+                raise _Failure(f"--network: expected a topology name or a mapping such as "
+                               f"'{{topology: small_world, k: 6}}', got {args.network!r}")
+            n_agents = args.n_agents if args.n_agents is not None else \
+                (sum(args.counts) if args.counts else 100)
+            result = evolution.imitation_dynamics(
+                strategies, network=network, n_agents=n_agents, initial=args.counts,
+                generations=args.generations, rule=args.rule, beta=args.beta, **game)
+            print(f"imitation ({args.rule}) on {result.network!r}: {result.summary()}")
+            name, text = "evolution.csv", None
+            shares, index, names = result.shares, "generation", result.names
+    except ValueError as e:
+        raise failure(e) from None
+    if text is None:
+        rows = [[index, *names]]
+        rows += [[str(t), *(repr(float(v)) for v in row)] for t, row in enumerate(shares)]
+        text = "\n".join(map(",".join, rows)) + "\n"
+        picks = np.unique(np.linspace(0, len(shares) - 1, 11).round().astype(int))
+        print(f"{index:>10}  " + "  ".join(f"{n:>8}" for n in names))
+        for t in picks:
+            print(f"{t:>10}  " + "  ".join(f"{v:>8.3f}" for v in shares[t]))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text, newline="")
+    except OSError as e:
+        raise _Stop(1, f"{e.filename or out}: cannot write the results "
+                       f"({e.strerror or e})") from None
+    print(out / name)
+    return 0
+
+
 def _print_error(e: Exception) -> None:
     """One ``distsafe: error:`` line per problem (a config may have several)."""
     for line in str(e).splitlines() or [type(e).__name__]:
@@ -713,6 +811,53 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true",
                    help="also write payoff_matrix.png, a heatmap of the payoff matrix")
     p.set_defaults(func=cmd_tournament)
+
+    p = sub.add_parser("evolve", help="evolutionary dynamics of prisoner's-dilemma "
+                                      "strategies: the Moran process or imitation on a "
+                                      "network; shares over time or fixation probabilities")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--moran", action="store_true",
+                      help="Moran birth-death process in a well-mixed population")
+    mode.add_argument("--imitation", action="store_true",
+                      help="imitation of better-paid neighbours on a network")
+    p.add_argument("--strategies", nargs="+", metavar="NAME", default=["TFT", "AD"],
+                   help="strategy names or short names (default: TFT AD)")
+    p.add_argument("--counts", nargs="+", type=_seed, metavar="N", default=None,
+                   help="initial individuals of each strategy (default: moran 10 each; "
+                        "imitation: equal shares of --n-agents)")
+    p.add_argument("--turns", type=_positive, default=200, help="turns per match (200)")
+    p.add_argument("--repetitions", type=_positive, default=10,
+                   help="repetitions of every match of the round robin (10)")
+    p.add_argument("--noise", type=float, default=0.0,
+                   help="probability that a played move is flipped (0)")
+    p.add_argument("--payoffs", default="classic", metavar="PAYOFFS",
+                   help="classic (3,0,5,1), llm_study (2,-1,3,0) or four numbers 'R,S,T,P'")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of all randomness (0)")
+    p.add_argument("--runs", type=_positive, default=1,
+                   help="moran: independent runs; above 1, print and write fixation "
+                        "probabilities (fixation.csv) instead of one run's shares (1)")
+    p.add_argument("--max-steps", type=_seed, default=None,
+                   help="moran: the most steps of a run (default 100 N^2)")
+    p.add_argument("--mutation", type=float, default=0.0,
+                   help="moran, one run: probability that an offspring mutates (0)")
+    p.add_argument("--selection", type=float, default=1.0,
+                   help="moran: intensity of selection w in [0, 1] (1: fitness = payoff)")
+    p.add_argument("--network", default="small_world", metavar="NETWORK",
+                   help="imitation: a topology (complete, ring, star, random, small_world, "
+                        "scale_free) or a mapping of network fields, e.g. "
+                        "'{topology: small_world, k: 6}' (default small_world)")
+    p.add_argument("--n-agents", type=_positive, default=None,
+                   help="imitation: agents (default: the sum of --counts, else 100)")
+    p.add_argument("--generations", type=_seed, default=100,
+                   help="imitation: the most generations (100)")
+    p.add_argument("--rule", choices=("fermi", "best"), default="fermi",
+                   help="imitation: copy a random neighbour with Fermi probability, or the "
+                        "best-paid neighbour if better (fermi)")
+    p.add_argument("--beta", type=float, default=1.0,
+                   help="imitation, fermi: intensity of selection (1)")
+    p.add_argument("--out", metavar="DIR", default=str(Path("runs") / "evolve"),
+                   help="where evolution.csv or fixation.csv goes (default: runs/evolve)")
+    p.set_defaults(func=cmd_evolve)
 
     p = sub.add_parser("list", help="list environments, policies and bundled configs")
     p.set_defaults(func=cmd_list)

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from baselines.strategies import Strategy, strategy_class
 from baselines.tournament import Payoffs, resolve_payoffs, round_robin
@@ -576,6 +577,18 @@ def agent_payoffs(network: Network, assignment: np.ndarray, payoff_matrix: np.nd
     return (neighbour_counts * payoff_matrix[s]).sum(axis=1)
 
 
+def _problems(error: ValidationError) -> str:
+    """A pydantic error as ``field: problem (received x)`` parts joined by ``; ``."""
+    parts = []
+    for err in error.errors():
+        where = ".".join(map(str, err.get("loc", ())))
+        text = f"{where}: {err['msg']}" if where else err["msg"]
+        if "input" in err and not isinstance(err["input"], Mapping):
+            text += f" (received {err['input']!r})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def _as_network(network: Any, n_agents: int, seed: int | None) -> Network:
     if isinstance(network, Network):
         if network.n_nodes != n_agents:
@@ -584,14 +597,18 @@ def _as_network(network: Any, n_agents: int, seed: int | None) -> Network:
     if isinstance(network, Mapping):
         try:
             network = NetworkConfig(**network)
-        except ValueError as e:
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-            raise ValueError(f"network: {'; '.join(lines)}") from None
+        except ValidationError as e:
+            raise ValueError(f"network: {_problems(e)}") from None
+        except TypeError as e:  # e.g. keys that are not strings
+            raise ValueError(f"network: {e}") from None
     if not isinstance(network, NetworkConfig):
         raise ValueError("network must be a NetworkConfig, a dict of its fields (e.g. "
                          "{'topology': 'small_world', 'k': 4}) or a Network; received "
                          f"{network!r}")
-    return Network.from_config(network, n_agents, seed=seed)
+    try:
+        return Network.from_config(network, n_agents, seed=seed)
+    except ValueError as e:  # e.g. a custom edge outside [0, n_agents)
+        raise ValueError(f"network: {' '.join(str(e).split())}") from None
 
 
 def _initial_counts(initial: Any, k: int, n: int) -> np.ndarray:

@@ -128,3 +128,48 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "--plot needs matplotlib: pip install 'distsafe[analysis]'" in proc.stderr
     assert not (tmp_path / "t").exists()
+
+
+# --------------------------------------------------------------------------- distsafe evolve
+def test_evolve_moran_one_run_writes_the_shares(tmp_path):
+    from baselines.evolution import moran_process
+
+    proc = distsafe("evolve", "--moran", "--strategies", "AD", "AC", "--counts", "2", "8",
+                    "--seed", "3", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    expected = moran_process(["AD", "AC"], [2, 8], seed=3)
+    assert proc.stdout.startswith(f"Moran process from [2, 8] (N = 10): {expected.summary()}")
+    rows = read_csv(tmp_path / "evolution.csv")
+    assert rows[0] == ["step", "AD", "AC"] and len(rows) == expected.steps + 2
+    assert [[float(v) for v in r[1:]] for r in rows[1:]] == expected.shares.tolist()
+    assert proc.stdout.splitlines()[-1] == str(tmp_path / "evolution.csv")
+
+
+def test_evolve_moran_fixation_table(tmp_path):
+    proc = distsafe("evolve", "--moran", "--strategies", "AD", "AC", "--counts", "1", "9",
+                    "--runs", "300", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "| AD | 1 |" in proc.stdout and "fixation probability" in proc.stdout
+    rows = read_csv(tmp_path / "fixation.csv")
+    assert rows[0] == ["strategy", "initial", "fixation_probability", "stderr", "neutral"]
+    assert [r[0] for r in rows[1:]] == ["AD", "AC"]
+    assert sum(float(r[2]) for r in rows[1:]) == pytest.approx(1.0)
+    assert float(rows[1][2]) > 0.2  # AD invades AC (neutral: 0.1)
+
+
+def test_evolve_imitation_and_errors(tmp_path):
+    proc = distsafe("evolve", "--imitation", "--counts", "90", "10", "--network",
+                    "{topology: small_world, k: 6}", "--rule", "best", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "TFT took every agent" in proc.stdout
+    rows = read_csv(tmp_path / "evolution.csv")
+    assert rows[0] == ["generation", "TFT", "AD"] and rows[1][1:] == ["0.9", "0.1"]
+    assert rows[-1][1:] == ["1.0", "0.0"]
+    for args, needle in ((["--imitation", "--beta", "-1"], "--beta: beta must be a finite"),
+                         (["--imitation", "--network", "hexagon"],
+                          "--network: topology: Input should be"),
+                         (["--moran", "--counts", "3"], "--counts: expected one count per "
+                                                        "strategy (2), got 1")):
+        proc = distsafe("evolve", *args, "--out", tmp_path / "bad")
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and not (tmp_path / "bad").exists()
