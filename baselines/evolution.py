@@ -525,8 +525,8 @@ class ImitationResult:
         assignment: ``(n_agents,)`` each agent's strategy index at the end.
         history: ``(generations run + 1, n_agents)`` every generation's assignment, if
             asked for (``history=True``), else ``None``.
-        payoffs: ``(n_agents,)`` each agent's payoff in the last generation played (the one
-            its final strategy was chosen on); zeros if no generation was played.
+        last_payoffs: ``(n_agents,)`` each agent's payoff in the last generation played (the
+            one its final strategy was chosen on); zeros if no generation was played.
         payoff_matrix: ``(k, k)`` the round robin's mean per-turn payoffs.
         network: the :class:`~envs.core.network.Network` the agents sit on.
         rule, beta: the update rule and the Fermi rule's intensity.
@@ -539,7 +539,7 @@ class ImitationResult:
     initial: np.ndarray
     assignment: np.ndarray
     history: np.ndarray | None
-    payoffs: np.ndarray
+    last_payoffs: np.ndarray
     payoff_matrix: np.ndarray
     network: Network
     rule: str
@@ -674,10 +674,10 @@ def _imitate_best(network: Network, s: np.ndarray, pi: np.ndarray,
     row_best = np.full(network.n_nodes, -np.inf)
     row_best[has] = best
     cand = nb == row_best[network.src]
-    key = np.where(cand, key, -1.0)                        # random tie-break among the best
+    tie = np.where(cand, key, -1.0)                        # random tie-break among the best
     top = np.full(network.n_nodes, -np.inf)
-    top[has] = np.maximum.reduceat(key, starts)
-    pick = np.flatnonzero(cand & (key == top[network.src]))
+    top[has] = np.maximum.reduceat(tie, starts)
+    pick = np.flatnonzero(cand & (tie == top[network.src]))
     agent, j = network.src[pick].astype(np.int64), network.indices[pick]
     better = pi[j] > pi[agent]
     new[agent[better]] = s[j[better]]

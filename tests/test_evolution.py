@@ -242,7 +242,7 @@ def test_best_rule_only_copies_a_strictly_better_best_neighbour():
             elif nbrs.size and top <= pi[i]:
                 assert after[i] == before[i]
         if g == r.generations - 1:
-            assert np.array_equal(pi, r.payoffs)
+            assert np.array_equal(pi, r.last_payoffs)
     assert changes > 0
 
 
