@@ -649,6 +649,9 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     try:
         if args.moran:
             counts = args.counts or [10] * len(strategies)
+            if args.runs > 1 and args.mutation != 0.0:
+                raise _Failure("--mutation: only for one run (--runs 1); with mutation no "
+                               "strategy fixates for good")
             if args.runs > 1:
                 fix = evolution.moran_fixation(strategies, counts, runs=args.runs,
                                                max_steps=args.max_steps,

@@ -169,7 +169,9 @@ def test_evolve_imitation_and_errors(tmp_path):
                          (["--imitation", "--network", "hexagon"],
                           "--network: topology: Input should be"),
                          (["--moran", "--counts", "3"], "--counts: expected one count per "
-                                                        "strategy (2), got 1")):
+                                                        "strategy (2), got 1"),
+                         (["--moran", "--runs", "5", "--mutation", "0.1"],
+                          "--mutation: only for one run")):
         proc = distsafe("evolve", *args, "--out", tmp_path / "bad")
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
         assert proc.stderr.count("\n") == 1 and not (tmp_path / "bad").exists()
