@@ -54,5 +54,6 @@ def make(id: str, **config: Any) -> Any:
 
 
 register("sandbox-v0", "envs.sandbox:parallel_env")
+register("dilemma-v0", "envs.dilemma:parallel_env")
 
 __all__ = ["EnvSpec", "make", "register", "registry"]

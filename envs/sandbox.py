@@ -84,8 +84,9 @@ from envs.core.network import Network, NetworkConfig
 from envs.core.payoff import PayoffConfig, SoftPayoffEngine
 from envs.core.proxy import ProxyComputer, ProxyWeights
 from envs.core.records import InteractionBatch, InteractionType
+from envs.core.slots import NeighborSlots
 
-KINDS = InteractionType.names()
+KINDS = InteractionType.names()[:5]  # what a sandbox agent can propose (not GAME)
 SELF_FEATURES = ("resources", "reputation", "frozen", "inbox_count", "episode_progress",
                  "n_initiated", "n_accepted_as_initiator", "steps_since_proposal",
                  "last_reward", "degree", "team")
@@ -324,7 +325,6 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
                               len(c.dressing_levels), len(c.transfer_levels)]
                              + [2] * self.M, dtype=np.int64)
         self.action_dim_names = list(ACTION_DIMS) + [f"respond_{m}" for m in range(self.M)]
-        self._seg = np.concatenate([[0], np.cumsum(self.nvec)])
         self._noop = np.zeros(len(self.nvec), dtype=np.int64)
         self._effort = np.asarray(c.effort_levels, dtype=np.float64)
         self._dressing = np.asarray(c.dressing_levels, dtype=np.float64)
@@ -344,10 +344,7 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
             "inbox": spaces.Box(-np.inf, np.inf, (self.M, len(INBOX_FEATURES)), np.float32),
             "action_mask": spaces.Tuple([spaces.MultiBinary(int(k)) for k in self.nvec]),
         })
-        # one space object per agent (seeding one agent's space leaves the others alone)
-        self._obs_spaces = {a: spaces.Dict(dict(self._obs_space.spaces))
-                            for a in self.possible_agents}
-        self._act_spaces = {a: spaces.MultiDiscrete(self.nvec) for a in self.possible_agents}
+        self._make_spaces()
         if isinstance(event_log, (str, Path)):
             event_log = EventLog(event_log)
         self.event_log: EventLog | None = event_log
@@ -356,17 +353,6 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
         self._init_governance()
         self.network: Network | None = None
         self.t = 0
-
-    # ------------------------------------------------------------------ spaces
-    def observation_space(self, agent: str) -> gymnasium.Space:
-        return self._obs_spaces[agent]
-
-    def action_space(self, agent: str) -> gymnasium.Space:
-        return self._act_spaces[agent]
-
-    @property
-    def epoch(self) -> int:
-        return min(self.t, self.max_steps - 1) // self.config.steps_per_epoch
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -450,18 +436,12 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
         e = len(net.indices)
         # heaviest K edges; ties (e.g. a dense static graph) by a seeded random key per
         # entry, so each agent sees its own sample and no agent is unreachable by index
-        self.slot_pos, self.slot_mask = net.neighbor_slots(self.K, self._tie_key)
+        self.slots = slots = NeighborSlots(net, self.K, self._tie_key)
         self._reranked = True
-        self.slot_pos = np.where(self.slot_mask, self.slot_pos, 0)
-        self.slot_nb = (np.where(self.slot_mask, net.indices[self.slot_pos], 0) if e
-                        else np.zeros_like(self.slot_pos))
-        # entry position -> slot of that neighbour in the row's agent's view (-1: not shown)
-        self.slot_of_entry = np.full(len(net.indices), -1, dtype=np.int64)
-        rows, ks = np.nonzero(self.slot_mask)
-        self.slot_of_entry[self.slot_pos[rows, ks]] = ks
+        self.slot_pos, self.slot_mask, self.slot_nb = slots.pos, slots.mask, slots.nb
+        self.slot_of_entry, self._slot_gather = slots.of_entry, slots.gather
         # per-entry neighbour features; row E stays zero and backs the empty slots, so one
         # gather fills every agent's (K, F) block with padding included
-        self._slot_gather = np.where(self.slot_mask, self.slot_pos, e)
         self._entry_feat = np.zeros((e + 1, len(NEIGHBOR_FEATURES)), dtype=np.float32)
         team_src, team_nb = self.team[net.src], self.team[net.indices]
         self._entry_feat[:e, _N["same_team"]] = (team_src >= 0) & (team_nb == team_src)
@@ -810,43 +790,6 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
     def action_masks(self) -> np.ndarray:
         """Flat ``(n_agents, sum(nvec))`` int8 masks (the layout MaskablePPO expects)."""
         return self.obs_arrays.action_mask
-
-    def sample_actions(self, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Uniformly random valid actions of every agent, in one vectorised draw.
-
-        Per agent and dimension, uniform over the values the current action mask allows (0
-        when it allows none): the batched equivalent of ``action_space(a).sample(mask=...)``
-        for all agents, in milliseconds at 100 000 agents.
-
-        Args:
-            rng: The generator to draw from (the env's own generator is left alone); a fresh
-                unseeded one when ``None``, so pass a seeded one for reproducible draws.
-
-        Returns:
-            ``(n_agents, len(nvec))`` int64 actions, valid input to :meth:`step_arrays`.
-
-        Example:
-            >>> env = SandboxEnv(n_agents=3, n_epochs=1, steps_per_epoch=2)
-            >>> _ = env.reset(seed=0)
-            >>> a = env.sample_actions(np.random.default_rng(0))
-            >>> a.shape, bool((a[:, 5:] == 0).all())   # empty inboxes: only "reject"
-            ((3, 9), True)
-        """
-        if self.network is None:
-            raise RuntimeError("sandbox: sample_actions called before reset(); call reset()")
-        rng = np.random.default_rng() if rng is None else rng
-        mask = self.obs_arrays.action_mask != 0
-        starts, widths = self._seg[:-1], np.diff(self._seg)
-        allowed = np.add.reduceat(mask, starts, axis=1, dtype=np.int64)  # (n, dims)
-        pick = (rng.random(allowed.shape) * allowed).astype(np.int64)  # 0 .. allowed - 1
-        # the pick-th allowed value of a dimension is the number of its columns with at most
-        # `pick` allowed values up to and including them
-        cum = np.cumsum(mask, axis=1, dtype=np.int64)
-        before = np.zeros_like(allowed)
-        before[:, 1:] = cum[:, starts[1:] - 1]
-        below = cum <= np.repeat(pick + before, widths, axis=1)
-        value = np.add.reduceat(below, starts, axis=1, dtype=np.int64)
-        return np.where(allowed > 0, value, 0)
 
     # ------------------------------------------------------------------ misc
     def render(self) -> str | None:

@@ -292,7 +292,8 @@ def invalidate_infos(touched: list) -> None:
 class DictDoor:
     """PettingZoo's dict API as a thin door onto a variant's array kernel.
 
-    The host environment provides ``possible_agents``, ``agent_name_mapping``, ``nvec``,
+    The host environment sets ``_obs_space`` (its ``Dict`` observation space) and calls
+    ``_make_spaces()`` in ``__init__``; it provides ``possible_agents``, ``agent_name_mapping``, ``nvec``,
     ``action_dim_names``, ``_noop`` (the no-op action), ``_label``, ``obs_arrays`` (its
     preallocated observation arrays: ``named()`` and the flat ``action_mask``),
     ``reward_array``, ``t``, ``max_steps``, ``config.copy_observations``, ``render_mode`` and
@@ -301,6 +302,66 @@ class DictDoor:
     arrays exist: the per-agent observation dicts are views into them, built once per
     episode, and ``step`` only converts actions in and rewards out.
     """
+
+    def _make_spaces(self) -> None:
+        """One observation space (a copy of ``_obs_space``) and one ``MultiDiscrete(nvec)``
+        per agent: seeding one agent's space leaves the others alone."""
+        from gymnasium import spaces
+
+        self._obs_spaces = {a: spaces.Dict(dict(self._obs_space.spaces))
+                            for a in self.possible_agents}
+        self._act_spaces = {a: spaces.MultiDiscrete(self.nvec) for a in self.possible_agents}
+        self._seg = np.concatenate([[0], np.cumsum(self.nvec)])
+
+    def observation_space(self, agent: str) -> Any:
+        return self._obs_spaces[agent]
+
+    def action_space(self, agent: str) -> Any:
+        return self._act_spaces[agent]
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the step being played (the last epoch once the episode is over)."""
+        return min(self.t, self.max_steps - 1) // self.config.steps_per_epoch
+
+    def sample_actions(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Uniformly random valid actions of every agent, in one vectorised draw.
+
+        Per agent and dimension, uniform over the values the current action mask allows (0
+        when it allows none): the batched equivalent of ``action_space(a).sample(mask=...)``
+        for all agents, in milliseconds at 100 000 agents.
+
+        Args:
+            rng: The generator to draw from (the env's own generator is left alone); a fresh
+                unseeded one when ``None``, so pass a seeded one for reproducible draws.
+
+        Returns:
+            ``(n_agents, len(nvec))`` int64 actions, valid input to ``step_arrays``.
+
+        Example:
+            >>> import envs
+            >>> env = envs.make("sandbox-v0", n_agents=3, n_epochs=1, steps_per_epoch=2)
+            >>> _ = env.reset(seed=0)
+            >>> a = env.sample_actions(np.random.default_rng(0))
+            >>> a.shape, bool((a[:, 5:] == 0).all())   # empty inboxes: only "reject"
+            ((3, 9), True)
+        """
+        if getattr(self, "obs_arrays", None) is None:
+            raise RuntimeError(f"{self._label}: sample_actions called before reset(); call "
+                               "reset()")
+        rng = np.random.default_rng() if rng is None else rng
+        mask = self.obs_arrays.action_mask != 0
+        starts, widths = self._seg[:-1], np.diff(self._seg)
+        allowed = np.add.reduceat(mask, starts, axis=1, dtype=np.int64)  # (n, dims)
+        pick = (rng.random(allowed.shape) * allowed).astype(np.int64)  # 0 .. allowed - 1
+        # the pick-th allowed value of a dimension is the number of its columns with at most
+        # `pick` allowed values up to and including them
+        cum = np.cumsum(mask, axis=1, dtype=np.int64)
+        before = np.zeros_like(allowed)
+        before[:, 1:] = cum[:, starts[1:] - 1]
+        below = cum <= np.repeat(pick + before, widths, axis=1)
+        value = np.add.reduceat(below, starts, axis=1, dtype=np.int64)
+        return np.where(allowed > 0, value, 0)
 
     def _build_dicts(self) -> None:
         oa = self.obs_arrays

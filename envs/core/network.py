@@ -540,6 +540,64 @@ class Network:
                     slot_pos[rows] = np.take_along_axis(pos, top, axis=1)
         return slot_pos, slot_pos >= 0
 
+    def mutual_slots(self, K: int, tie_key: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``K`` neighbour entries per node, chosen so that every choice is mutual.
+
+        Where :meth:`neighbor_slots` lets each node pick its own ``K`` heaviest edges (so a
+        hub may be shown by neighbours it does not show back), here an edge is selected for
+        both of its ends or for neither: the selected edges form a subgraph in which no node
+        has more than ``K`` edges. Edges are ranked once, globally: heavier first, then by
+        ``tie_key`` (one float per entry; an edge uses the key of its entry from the smaller
+        node), then by position. Rounds, each vectorised: every node ranks its candidate
+        edges and an edge is selected when it lies within the remaining capacity of both
+        ends; nodes left without capacity drop their other candidates. The globally best
+        candidate is selected in every round, so the rounds end; on a graph where no node
+        has more than ``K`` edges, the first round selects every edge.
+
+        Returns:
+            ``(slot_pos, slot_mask)`` as :meth:`neighbor_slots` gives them (rows in CSR order,
+            padded with -1 at the end).
+
+        Example:
+            >>> net = Network.from_config(NetworkConfig(topology="star"), 4)
+            >>> pos, mask = net.mutual_slots(1)
+            >>> mask.sum(axis=1).tolist()   # the hub plays one leaf; the others nobody
+            [1, 1, 0, 0]
+        """
+        K = _as_count(K, "K", 1)
+        n = self.n_nodes
+        slot_pos = np.full((n, K), -1, dtype=np.int64)
+        upper = np.flatnonzero(self.src < self.indices)  # one entry per undirected edge
+        if tie_key is not None and tie_key.shape != self.weights.shape:
+            raise ValueError(f"tie_key must have one value per entry, shape "
+                             f"{self.weights.shape}; received shape {tie_key.shape}")
+        if (self.degree <= K).all():
+            selected = upper
+        else:
+            tie = tie_key[upper] if tie_key is not None else np.zeros(len(upper))
+            order = np.lexsort((np.arange(len(upper)), tie, -self.weights[upper]))
+            cand = upper[order]                  # candidate entries, best first
+            cap = np.full(n, K, dtype=np.int64)
+            chosen = []
+            while len(cand):
+                a = self.src[cand].astype(np.int64)
+                b = self.indices[cand].astype(np.int64)
+                # rank of each candidate among its node's candidates (they are in global order)
+                rank = _occurrence(np.stack([a, b], axis=1).ravel()).reshape(-1, 2)
+                take = (rank[:, 0] < cap[a]) & (rank[:, 1] < cap[b])
+                chosen.append(cand[take])
+                np.subtract.at(cap, a[take], 1)
+                np.subtract.at(cap, b[take], 1)
+                keep = ~take & (cap[a] > 0) & (cap[b] > 0)
+                cand = cand[keep]
+            selected = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+        entries = np.sort(np.concatenate([selected, self.rev[selected]]))
+        rows = self.src[entries].astype(np.int64)
+        first = np.searchsorted(rows, rows)      # entries are sorted by (row, neighbour)
+        slot_pos[rows, np.arange(len(entries)) - first] = entries
+        return slot_pos, slot_pos >= 0
+
     # ------------------------------------------------------------------ dynamics
     def strengthen(self, positions: Any) -> None:
         """Add ``config.strengthen`` to the edge of each entry position, capped at max_weight.
@@ -642,6 +700,18 @@ class Network:
 
 
 # ---------------------------------------------------------------------- metrics
+def _occurrence(keys: np.ndarray) -> np.ndarray:
+    """For each item, how many earlier items have the same key (0 for the first)."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    idx = np.arange(len(keys))
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = sk[1:] != sk[:-1]
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = idx - np.maximum.accumulate(np.where(first, idx, 0))
+    return rank
+
+
 def _popcount_sum(x: np.ndarray) -> int:
     bitwise_count = getattr(np, "bitwise_count", None)
     if bitwise_count is not None:

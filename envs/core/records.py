@@ -48,13 +48,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class InteractionType(IntEnum):
-    """Kinds of interaction an agent can propose (sandbox action ``kind - 1``)."""
+    """Kinds of interaction: what a sandbox agent proposes (its action ``kind - 1``, the first
+    five) and the dilemma's games (``GAME``)."""
 
     COLLABORATION = 0
     REPLY = 1
     TRADE = 2
     TASK = 3
     VOTE = 4
+    GAME = 5  #: one player's move in a pairwise game of the dilemma
 
     @classmethod
     def names(cls) -> list[str]:

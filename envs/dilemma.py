@@ -1,0 +1,681 @@
+"""Dilemma: the iterated prisoner's dilemma on a network, with soft labels.
+
+Each round every agent plays C or D with each neighbour shown in its slots: one move per
+neighbour, so an agent may cooperate with one partner and defect on another. A move may
+flip as it is played (execution noise) and again as the partner sees it (perception noise).
+The platform labels every move with ``p``, the posterior probability that the mover really
+cooperated given what its partner perceived; rewards are the expected matrix payoff under
+that label. Two-agent play is the complete graph on two agents (the default).
+
+=================  ==========================================================================
+Agents             ``agent_0 .. agent_{n-1}``; a fixed set (frozen agents stay, masked)
+Action             ``MultiDiscrete([2] * K)``: the move toward the neighbour in each slot,
+                   ``0`` = C (cooperate), ``1`` = D (defect); a slot without a game (empty,
+                   or a frozen side) allows only ``0``, which plays nothing
+Observation        ``Dict``: ``self`` (``SELF_FEATURES``), ``neighbors`` ``(K, len(NEIGHBOR_
+                   FEATURES))``, ``neighbor_mask`` ``(K,)``, ``their_moves`` and ``my_moves``
+                   ``(K, H)`` int8 (0 = C, 1 = D; the last ``H`` moves with that neighbour,
+                   most recent last; only the last ``rounds`` columns are real, the rest are
+                   0), ``action_mask`` (a ``Tuple`` of ``MultiBinary(2)``, one per slot)
+Reward             the expected matrix payoff of each game played this round under the label
+                   ``p`` of the partner's move, summed over the agent's games, minus
+                   governance costs; ``reward_mode="realized"`` uses the partner's real move
+Soft labels        intended move -> executed move (flips with ``noise``: the hidden truth
+                   ``v``) -> the partner's perception (flips with ``perception_noise``) ->
+                   ``p = P(executed C | perceived move)`` by Bayes with the prior ``prior``
+Episode            ``n_epochs * steps_per_epoch`` rounds, then truncation of every agent
+infos[agent]       lazily built: ``"interactions"`` (this round's records involving the
+                   agent), ``"view"`` (a JSON-able view for text policies) and
+                   ``"governance"`` (this round's governance events naming the agent)
+=================  ==========================================================================
+
+Payoffs. ``T, R, P, S`` (temptation, reward, punishment, sucker's payoff): default 5, 3, 1,
+0. Presets (:data:`PAYOFF_PRESETS`, ``payoff: {preset: <name>}``): ``classic`` (5, 3, 1, 0);
+``llm_study``, the payoffs of the LLM prisoner's-dilemma study (CC 2/2, CD −1/3, DC 3/−1,
+DD 0/0: T 3, R 2, P 0, S −1); ``prison_years``, its prompt's framing as years in prison (CC
+one year each, CD ten years for the cooperator and none for the defector, DD five each),
+scored as minus the years (T 0, R −1, P −5, S −10), with ``framing: prison_years`` so that
+text views speak in years.
+
+Records. Each game of a round gives two interaction records, one per player: the record
+``(initiator i, counterparty j)`` is *i's move toward j*. ``v`` is +1 when i's executed move
+was C; ``v_hat`` is +1 when j perceived C, else -1; ``p`` is the posterior above; ``effort``
+is 1 when i intended C; ``accepted`` is always true (a game is always played). ``payoff_a`` is
+i's payoff from the game (expected under the label of j's move in soft mode), less i's
+governance costs ``c_a``; ``payoff_b`` is ``-c_b`` (j's payoff from the game is in the twin
+record ``(j, i)``), so summing ``payoff_a`` and ``payoff_b`` per agent gives its reward.
+``r_a`` is the record's share of i's reputation change. Read through the soft metrics:
+``toxicity`` is the labels' expected defection rate, ``realized_harm_rate`` the true one,
+``welfare`` the total payoff, and the calibration metrics compare ``p`` with the true moves.
+
+Neighbour slots are **mutual**: a pair plays when each shows the other, and every slot shown
+is shown back (:meth:`envs.core.network.Network.mutual_slots`). On a graph where no agent has
+more than ``K = max_neighbors`` neighbours every edge is played; otherwise the heaviest edges
+(ties by a seeded random key) are selected so that no agent exceeds ``K``.
+
+Reputation. Each round moves an agent's public reputation by the mean over its games of
+``p - 0.5`` (scaled by a governance weight where a lever sets one): the record that its
+partners saw it cooperate.
+
+Dynamic networks. With ``network.dynamic``, a game in which both executed C strengthens its
+edge; weights decay and weak edges are pruned at each epoch end, and the slots are chosen
+again, heaviest first. A pair still shown keeps its history.
+
+Governance seam. As the sandbox: :class:`envs.core.kernel.GovernedKernel` (cost, weight, step,
+epoch, settle and reset hooks, per-lever freezes, reputation and resources, events) plus
+``cut_edges``. A frozen agent plays no games (its slots allow only the no-op). Resources
+start at ``initial_resources`` and take every reward; with ``bankruptcy: true`` an agent whose
+resources reach 0 is frozen for good (off by default: dilemma payoffs are scores).
+
+Hot path. ``step`` is a thin door onto :meth:`DilemmaEnv.step_arrays`, one numpy pass over
+every game of the round, laid out by flat slot (agent * K + slot). Observations are views
+into preallocated arrays updated in place: **an observation is valid until the next step**
+(``copy_observations=True`` for fresh copies).
+
+Version history: v0 — first release.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from pettingzoo.utils import parallel_to_aec
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+from envs.core.api import DictDoor, config_problems, invalidate_infos, stack_actions
+from envs.core.events import EventLog
+from envs.core.kernel import GovernedKernel
+from envs.core.network import Network, NetworkConfig
+from envs.core.records import InteractionBatch, InteractionType
+from envs.core.slots import NeighborSlots, carry_by_pair
+
+C, D = 0, 1
+MOVES = ("C", "D")
+SELF_FEATURES = ("resources", "payoff_so_far", "last_reward", "reputation", "frozen",
+                 "episode_progress", "partners")
+NEIGHBOR_FEATURES = ("reputation", "edge_weight", "rounds", "their_cooperation",
+                     "my_cooperation", "payoff_with", "their_defected")
+
+_S = {k: i for i, k in enumerate(SELF_FEATURES)}
+_N = {k: i for i, k in enumerate(NEIGHBOR_FEATURES)}
+
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+_AMOUNT = 1e12  # bound on payoffs and resources (as envs.core.payoff.MAX_AMOUNT)
+_GAME = int(InteractionType.GAME)
+
+PAYOFF_PRESETS: dict[str, dict[str, Any]] = {
+    "classic": {"T": 5.0, "R": 3.0, "P": 1.0, "S": 0.0},
+    "llm_study": {"T": 3.0, "R": 2.0, "P": 0.0, "S": -1.0},
+    "prison_years": {"T": 0.0, "R": -1.0, "P": -5.0, "S": -10.0, "framing": "prison_years"},
+}
+"""Named payoffs: ``classic`` (T, R, P, S = 5, 3, 1, 0), ``llm_study`` (CC 2/2, CD −1/3,
+DC 3/−1, DD 0/0) and ``prison_years`` (minus the years of the study's prompt: CC 1 each,
+CD 10 for the cooperator, DC 0, DD 5 each)."""
+
+
+class DilemmaPayoff(BaseModel):
+    """The payoff matrix: ``T``\\ emptation, ``R``\\ eward, ``P``\\ unishment, ``S``\\ ucker.
+
+    The row player earns ``R`` for CC, ``S`` for CD, ``T`` for DC and ``P`` for DD. A prisoner's
+    dilemma has ``T > R > P > S`` (and ``2R > T + S`` for the iterated game); other orders
+    (stag hunt, chicken) are allowed. Give the four numbers or ``{preset: <name>}``
+    (:data:`PAYOFF_PRESETS`), not both. ``framing`` is how text views state the payoffs:
+    ``points`` or ``prison_years`` (years = minus the payoff).
+
+    Example:
+        >>> DilemmaPayoff(preset="llm_study").rstp()
+        (2.0, -1.0, 3.0, 0.0)
+    """
+
+    model_config = _STRICT
+
+    T: float = Field(5.0, ge=-_AMOUNT, le=_AMOUNT, description="temptation: D against C")
+    R: float = Field(3.0, ge=-_AMOUNT, le=_AMOUNT, description="reward: C against C")
+    P: float = Field(1.0, ge=-_AMOUNT, le=_AMOUNT, description="punishment: D against D")
+    S: float = Field(0.0, ge=-_AMOUNT, le=_AMOUNT, description="sucker's payoff: C against D")
+    framing: Literal["points", "prison_years"] = Field(
+        "points", description="how text views state payoffs (prison_years: minus the payoff)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "preset" not in data:
+            return data
+        name = data["preset"]
+        others = sorted(set(data) - {"preset"})
+        if others:
+            raise ValueError(f"give a preset or the payoffs {', '.join(others)}, not both")
+        if not isinstance(name, str) or name not in PAYOFF_PRESETS:
+            raise ValueError(f"unknown payoff preset {name!r}; allowed: "
+                             f"{', '.join(PAYOFF_PRESETS)}")
+        return dict(PAYOFF_PRESETS[name])
+
+    def table(self) -> np.ndarray:
+        """``table[my move][their move]`` -> my payoff (moves 0 = C, 1 = D)."""
+        return np.array([[self.R, self.S], [self.T, self.P]], dtype=np.float64)
+
+    def rstp(self) -> tuple[float, float, float, float]:
+        """``(R, S, T, P)``, the order :mod:`baselines.tournament` uses."""
+        return (self.R, self.S, self.T, self.P)
+
+    @property
+    def is_dilemma(self) -> bool:
+        """``T > R > P > S`` and ``2R > T + S``."""
+        return self.T > self.R > self.P > self.S and 2 * self.R > self.T + self.S
+
+
+class DilemmaConfig(BaseModel):
+    """Everything that defines a dilemma episode (validated; unknown keys are errors).
+
+    Strict like the sandbox's config: an int field takes an int, a bool a bool, a float a
+    finite number; tuple fields accept lists; problems are reported with their field path.
+    """
+
+    model_config = _STRICT
+
+    n_agents: int = Field(2, ge=2, le=2**31 - 1, description="number of agents")
+    n_epochs: int = Field(10, ge=1, description="epochs per episode")
+    steps_per_epoch: int = Field(20, ge=1, description="rounds per epoch")
+    max_neighbors: int = Field(8, ge=1, le=10_000,
+                               description="neighbour slots K: games per agent per round")
+    history_length: int = Field(5, ge=1, le=10_000,
+                                description="moves H per neighbour in the observation")
+    noise: float = Field(0.0, ge=0.0, le=1.0,
+                         description="probability that a played move flips (execution)")
+    perception_noise: float = Field(0.0, ge=0.0, le=0.5,
+                                    description="probability that a seen move flips")
+    prior: float = Field(0.5, gt=0.0, lt=1.0,
+                         description="prior P(cooperate) of the posterior label p")
+    payoff: DilemmaPayoff = Field(default_factory=DilemmaPayoff,
+                                  description="T, R, P, S, or {preset: name}")
+    reward_mode: Literal["soft", "realized"] = "soft"
+    initial_resources: float = Field(0.0, ge=-_AMOUNT, le=_AMOUNT,
+                                     description="starting resources")
+    initial_reputation: float = Field(0.0, ge=-_AMOUNT, le=_AMOUNT,
+                                      description="starting public reputation")
+    bankruptcy: bool = Field(False, description="freeze for good an agent whose resources "
+                                                "reach 0")
+    network: NetworkConfig = Field(default_factory=lambda: NetworkConfig(topology="complete"))
+    groups: Annotated[tuple[str, ...], Strict(False)] | None = Field(
+        None, description="label per agent, for reports")
+    copy_observations: bool = Field(False, description="return fresh copies each step")
+    render_mode: Literal["ansi", "human"] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DilemmaConfig:
+        problems: list[tuple[str, str]] = []
+        if self.n_epochs * self.steps_per_epoch >= 2**31:  # steps are int32 in the records
+            problems.append(("n_epochs", f"n_epochs * steps_per_epoch must be below 2**31 "
+                                         f"steps, got {self.n_epochs * self.steps_per_epoch}"))
+        if self.groups is not None and len(self.groups) != self.n_agents:
+            problems.append(("groups", f"has {len(self.groups)} entries, expected n_agents = "
+                                       f"{self.n_agents}"))
+        net = self.network
+        if net.topology == "custom" and net.edges:
+            bad = [pos for pos, (a, b) in enumerate(net.edges) if max(a, b) >= self.n_agents]
+            for pos in bad[:10]:
+                problems.append((f"network.edges[{pos}]", (
+                    f"agent index out of range: the agents are 0..{self.n_agents - 1}, "
+                    f"received {tuple(net.edges[pos])}")))
+        if problems:
+            raise config_problems(problems)
+        return self
+
+    def posterior(self) -> np.ndarray:
+        """``[P(C | seen C), P(C | seen D)]`` for this prior and perception noise."""
+        e, q = self.perception_noise, self.prior
+        seen_c = q * (1 - e) / (q * (1 - e) + (1 - q) * e)
+        seen_d = q * e / (q * e + (1 - q) * (1 - e))
+        return np.array([seen_c, seen_d], dtype=np.float64)
+
+
+class ObsArrays:
+    """The preallocated observation arrays of all agents (the batched door's observation)."""
+
+    def __init__(self, n: int, k: int, h: int) -> None:
+        self.self_ = np.zeros((n, len(SELF_FEATURES)), dtype=np.float32)
+        self.neighbors = np.zeros((n, k, len(NEIGHBOR_FEATURES)), dtype=np.float32)
+        self.neighbor_mask = np.zeros((n, k), dtype=np.int8)
+        self.their_moves = np.zeros((n, k, h), dtype=np.int8)
+        self.my_moves = np.zeros((n, k, h), dtype=np.int8)
+        self.action_mask = np.ones((n, 2 * k), dtype=np.int8)
+
+    def named(self) -> dict[str, np.ndarray]:
+        """The observation arrays by their names in the observation space."""
+        return {"self": self.self_, "neighbors": self.neighbors,
+                "neighbor_mask": self.neighbor_mask, "their_moves": self.their_moves,
+                "my_moves": self.my_moves}
+
+
+class _PairState:
+    """What each agent remembers of each neighbour, laid out by flat slot (agent * K + k)."""
+
+    FIELDS = ("their", "mine", "rounds", "seen_coop", "my_coop", "payoff_with", "defected")
+
+    def __init__(self, size: int, h: int) -> None:
+        self.their = np.zeros((size, h), dtype=np.int8)   # perceived moves of the neighbour
+        self.mine = np.zeros((size, h), dtype=np.int8)    # own executed moves toward it
+        self.rounds = np.zeros(size, dtype=np.int64)
+        self.seen_coop = np.zeros(size, dtype=np.int64)
+        self.my_coop = np.zeros(size, dtype=np.int64)
+        self.payoff_with = np.zeros(size, dtype=np.float64)
+        self.defected = np.zeros(size, dtype=bool)        # ever seen to defect
+
+    def arrays(self) -> list[np.ndarray]:
+        return [getattr(self, f) for f in self.FIELDS]
+
+    def replace(self, arrays: list[np.ndarray]) -> None:
+        for f, a in zip(self.FIELDS, arrays):
+            setattr(self, f, a)
+
+
+class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
+    """The iterated prisoner's dilemma ``ParallelEnv`` (see the module docstring)."""
+
+    metadata = {"name": "dilemma_v0", "render_modes": ["ansi", "human"],
+                "is_parallelizable": True}
+    _label = "dilemma"
+    _info_keys = ("interactions", "view", "governance")
+
+    def __init__(self, config: DilemmaConfig | None = None, *,
+                 event_log: str | Path | EventLog | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = DilemmaConfig(**overrides)
+        elif overrides:
+            config = DilemmaConfig(**{**config.model_dump(), **overrides})
+        self.config = c = config
+        self.render_mode = c.render_mode
+        n, self.K, self.H = c.n_agents, c.max_neighbors, c.history_length
+        self.possible_agents = [f"agent_{i}" for i in range(n)]
+        self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
+        self.agents: list[str] = []
+        self.groups = list(c.groups) if c.groups is not None else ["agent"] * n
+        self.nvec = np.full(self.K, 2, dtype=np.int64)
+        self.action_dim_names = [f"move_{k}" for k in range(self.K)]
+        self._noop = np.zeros(self.K, dtype=np.int64)
+        self._table = c.payoff.table()
+        self._post = c.posterior()
+        self.max_steps = c.n_epochs * c.steps_per_epoch
+        self._rng = np.random.default_rng()
+        K, H = self.K, self.H
+        self._obs_space = spaces.Dict({
+            "self": spaces.Box(-np.inf, np.inf, (len(SELF_FEATURES),), np.float32),
+            "neighbors": spaces.Box(-np.inf, np.inf, (K, len(NEIGHBOR_FEATURES)), np.float32),
+            "neighbor_mask": spaces.Box(0, 1, (K,), np.int8),
+            "their_moves": spaces.Box(0, 1, (K, H), np.int8),
+            "my_moves": spaces.Box(0, 1, (K, H), np.int8),
+            "action_mask": spaces.Tuple([spaces.MultiBinary(2) for _ in range(K)]),
+        })
+        self._make_spaces()
+        if isinstance(event_log, (str, Path)):
+            event_log = EventLog(event_log)
+        self.event_log: EventLog | None = event_log
+        self._seed: int | None = None
+        self._episode = -1
+        self._init_governance()
+        self.network: Network | None = None
+        self.obs_arrays: ObsArrays | None = None
+        self.t = 0
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        c = self.config
+        n, K = c.n_agents, self.K
+        c.network.check_memory(n, K, extra_bytes=n * K * (2 * self.H + 64))
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._reset_governance(n, seed)
+        self._seed = seed
+        self._episode += 1
+        net_seed = int(self._rng.integers(2**31 - 1))
+        self.network = Network.from_config(c.network, n, seed=net_seed)
+        self.t = 0
+        self.agents = list(self.possible_agents)
+        self.resources = np.full(n, c.initial_resources, dtype=np.float64)
+        self.reputation = np.full(n, c.initial_reputation, dtype=np.float64)
+        self.frozen = np.zeros(n, dtype=bool)
+        self.reward_array = np.zeros(n, dtype=np.float64)
+        self.cumulative_reward = np.zeros(n, dtype=np.float64)
+        self._tie_key = self._rng.random(len(self.network.indices))
+        self._pairs = _PairState(n * K, self.H)
+        self.slots: NeighborSlots | None = None
+        self._rebuild_slots()
+        self.last_batch = _EMPTY_BATCH
+        self.step_stats: dict[str, int] = {"games": 0, "cooperated": 0}
+        self.obs_arrays = ObsArrays(n, K, self.H)
+        self._build_dicts()
+        self._run_reset_hooks()
+        self._write_observations()
+        if self.event_log is not None:
+            self.event_log.run_start(env="dilemma-v0", config=c.model_dump(mode="json"),
+                                     seed=self._seed, agents=self.possible_agents,
+                                     groups=self.groups, episode=self._episode)
+        return self._observations_out(), self.infos
+
+    # ------------------------------------------------------------------ slots and games
+    def _rebuild_slots(self) -> None:
+        """Choose the mutual slots again; pairs still shown keep their history."""
+        old = self.slots
+        n = self.config.n_agents
+        self.slots = slots = NeighborSlots(self.network, self.K, self._tie_key, mutual=True)
+        if old is not None:
+            self._pairs.replace(carry_by_pair(old.pair_keys(n), slots.pair_keys(n),
+                                              *self._pairs.arrays()))
+        self._static_dirty = True
+        self._refresh_games()
+
+    def _refresh_games(self) -> None:
+        """Which flat slots play this round (a neighbour shown, neither side frozen)."""
+        K, slots = self.K, self.slots
+        live = ~self.frozen
+        flat_nb = slots.nb.ravel()
+        rows = np.repeat(np.arange(self.config.n_agents), K)
+        played = slots.mask.ravel() & live[rows] & live[flat_nb]
+        g = np.flatnonzero(played)
+        where = np.full(played.size, -1, dtype=np.int64)
+        where[g] = np.arange(len(g))
+        self._played = played
+        self._g = g                                   # flat slot of each game side
+        self._g_rev = where[slots.rev[g]]             # index of the partner's side
+        self._g_agent = (g // K).astype(np.int32)
+        self._g_nb = flat_nb[g].astype(np.int32)
+        self._g_entry = slots.pos.ravel()[g]
+        self._g_upper = np.flatnonzero(self._g_agent < self._g_nb)  # one side per game
+        self._games = np.bincount(self._g_agent, minlength=self.config.n_agents)
+        self._per_game = 1.0 / np.maximum(self._games, 1)[self._g_agent]
+
+    def _carry_entries(self, old_keys: np.ndarray) -> None:
+        """After the network's entries moved: carry the tie keys, choose slots again."""
+        net = self.network
+        new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
+        self._tie_key = self._tie_key[np.searchsorted(old_keys, new_keys)]
+        self._rebuild_slots()
+
+    def _entry_keys(self) -> np.ndarray:
+        net = self.network
+        return net.src.astype(np.int64) * self.config.n_agents + net.indices
+
+    # ------------------------------------------------------------------ governance seam
+    def _governance_ready(self) -> bool:
+        return self.network is not None
+
+    def _on_frozen_change(self) -> None:
+        self._static_dirty = True
+        self._refresh_games()
+        if not self._in_step:
+            self._write_observations()
+
+    def cut_edges(self, agents: Any) -> int:
+        """Remove every edge of ``agents`` (a dynamic network only); returns edges cut."""
+        if not self.config.network.dynamic:
+            raise ValueError("dilemma: cutting edges needs a dynamic network "
+                             "(network.dynamic: true)")
+        idx = self._agent_index(agents)
+        old_keys = self._entry_keys()
+        cut = self.network.cut_nodes(idx)
+        if cut:
+            self._carry_entries(old_keys)
+        return cut
+
+    # ------------------------------------------------------------------ step
+    def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
+        """The batched door: ``(n_agents, K)`` int moves in, rewards out.
+
+        Observations are left in :attr:`obs_arrays` (updated in place); the round's records
+        in :attr:`last_batch`. Returns :attr:`reward_array`.
+        """
+        if self.network is None or self.t >= self.max_steps:
+            raise RuntimeError("dilemma: step called before reset() or after the episode "
+                               "ended; call reset()")
+        if validate:
+            actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
+                                    self.nvec, self.action_dim_names, "dilemma", self._noop)
+        invalidate_infos(self._touched)
+        c = self.config
+        t = self.t
+        epoch = t // c.steps_per_epoch
+        reward = self.reward_array
+        reward[:] = 0.0
+        with self._stepping():
+            batch = self._play(actions, t, epoch, reward)
+            self._run_step_hooks(batch, epoch if (t + 1) % c.steps_per_epoch == 0 else None)
+        self.resources += reward
+        self.cumulative_reward += reward
+        if c.bankruptcy and self._mark_bankrupt():
+            self._on_frozen_change()
+        self.last_batch = batch
+        log = self.event_log
+        if log is not None and len(batch):
+            log.interactions(t, epoch, batch)
+        self.t = t + 1
+        if self.t % c.steps_per_epoch == 0:
+            self._end_epoch(epoch)
+        if self.t >= self.max_steps:
+            self.agents = []
+            if log is not None:
+                log.run_end(step=self.t - 1, epoch=epoch)
+        self._write_observations()
+        return reward
+
+    def _play(self, actions: np.ndarray, t: int, epoch: int,
+              reward: np.ndarray) -> InteractionBatch:
+        """Play every game of the round; return its records."""
+        g = self._g
+        m = len(g)
+        self.step_stats.update(games=m // 2)
+        if m == 0:
+            self.step_stats["cooperated"] = 0
+            return _EMPTY_BATCH
+        c = self.config
+        intended = actions.reshape(-1)[g].astype(np.int8)
+        x = intended
+        if c.noise > 0.0:
+            x = x ^ (self._rng.random(m) < c.noise).astype(np.int8)
+        y = x  # the partner's perception of each move
+        if c.perception_noise > 0.0:
+            y = x ^ (self._rng.random(m) < c.perception_noise).astype(np.int8)
+        p = self._post[y]
+        rev = self._g_rev
+        x_partner, p_partner, seen = x[rev], p[rev], y[rev]
+        table = self._table
+        if c.reward_mode == "soft":
+            row = table[x]                     # (m, 2): my payoff against C, against D
+            pay = row[:, 0] * p_partner + row[:, 1] * (1.0 - p_partner)
+        else:
+            pay = table[x, x_partner]
+        cooperated = x == C
+        batch = InteractionBatch(
+            initiator=self._g_agent, counterparty=self._g_nb,
+            kind=np.full(m, _GAME, dtype=np.int8), accepted=np.ones(m, dtype=bool),
+            v=np.where(cooperated, 1, -1).astype(np.int8),
+            effort=(intended == C).astype(np.float64), dressing=np.zeros(m),
+            task_progress=np.zeros(m), rework_count=np.zeros(m, dtype=np.int16),
+            verifier_rejections=np.zeros(m, dtype=np.int16),
+            tool_misuse=np.zeros(m, dtype=np.int16), engagement=np.zeros(m),
+            v_hat=np.where(y == C, 1.0, -1.0), p=p, tau=np.zeros(m), c_a=np.zeros(m),
+            c_b=np.zeros(m), r_a=(p - 0.5) * self._per_game, r_b=np.zeros(m),
+            payoff_a=pay, payoff_b=np.zeros(m), weight=np.ones(m),
+            step=np.full(m, t, dtype=np.int32), epoch=np.full(m, epoch, dtype=np.int32))
+        n = c.n_agents
+        weight = self._apply_weight_hooks(batch)
+        if weight is not None:
+            pay *= weight
+            batch.r_a *= weight
+        if self._cost_hooks:
+            c_a, c_b = self._apply_cost_hooks(batch, batch.accepted)
+            pay -= c_a
+            np.negative(c_b, out=batch.payoff_b)
+            reward += np.bincount(self._g_nb, weights=batch.payoff_b, minlength=n)
+        reward += np.bincount(self._g_agent, weights=pay, minlength=n)
+        self.reputation += np.bincount(self._g_agent, weights=batch.r_a, minlength=n)
+        # what each side remembers of the game
+        st = self._pairs
+        for hist, move in ((st.their, seen), (st.mine, x)):
+            h = hist[g]
+            h[:, :-1] = h[:, 1:]
+            h[:, -1] = move
+            hist[g] = h
+        st.rounds[g] += 1
+        st.seen_coop[g] += seen == C
+        st.my_coop[g] += cooperated
+        st.payoff_with[g] += pay
+        st.defected[g] |= seen == D
+        self.step_stats["cooperated"] = int(np.count_nonzero(cooperated))
+        if c.network.dynamic:
+            up = self._g_upper
+            both = up[cooperated[up] & (x_partner[up] == C)]
+            if len(both):
+                self.network.strengthen(self._g_entry[both])
+        return batch
+
+    def _end_epoch(self, epoch: int) -> None:
+        net = self.network
+        if net.config.dynamic:
+            old_keys = self._entry_keys()
+            if net.end_epoch():
+                self._carry_entries(old_keys)
+            else:  # same entries, new weights: the heaviest edges take the slots
+                self._rebuild_slots()
+        if self.event_log is not None:
+            self.event_log.epoch_end(
+                epoch=epoch, step=self.t - 1, edges=net.edge_list(),
+                state={"reputation": self.reputation, "resources": self.resources,
+                       "frozen": self.frozen})
+
+    # ------------------------------------------------------------------ observations
+    def _write_observations(self) -> None:
+        c = self.config
+        oa = self.obs_arrays
+        n, K = c.n_agents, self.K
+        s = oa.self_
+        s[:, _S["resources"]] = self.resources
+        s[:, _S["payoff_so_far"]] = self.cumulative_reward
+        s[:, _S["last_reward"]] = self.reward_array
+        s[:, _S["reputation"]] = self.reputation
+        s[:, _S["episode_progress"]] = self.t / self.max_steps
+        st, slots = self._pairs, self.slots
+        nb = oa.neighbors.reshape(n * K, len(NEIGHBOR_FEATURES))
+        mask = slots.mask.ravel()
+        nb[:, _N["reputation"]] = np.where(mask, self.reputation[slots.nb.ravel()], 0.0)
+        rounds = np.maximum(st.rounds, 1)
+        nb[:, _N["rounds"]] = st.rounds
+        nb[:, _N["their_cooperation"]] = st.seen_coop / rounds
+        nb[:, _N["my_cooperation"]] = st.my_coop / rounds
+        nb[:, _N["payoff_with"]] = st.payoff_with
+        nb[:, _N["their_defected"]] = st.defected
+        oa.their_moves.reshape(n * K, self.H)[:] = st.their
+        oa.my_moves.reshape(n * K, self.H)[:] = st.mine
+        if self._static_dirty or c.network.dynamic:
+            w = self.network.weights
+            nb[:, _N["edge_weight"]] = np.where(mask, w[slots.pos.ravel()] if len(w) else 0.0,
+                                                0.0)
+        if self._static_dirty:  # what changes only with the slots or a freeze
+            s[:, _S["frozen"]] = self.frozen
+            s[:, _S["partners"]] = self._games
+            oa.neighbor_mask[:] = slots.mask
+            oa.action_mask[:, 1::2] = self._played.reshape(n, K)  # D only where a game is
+            self._static_dirty = False
+
+    # ------------------------------------------------------------------ infos (lazy)
+    def _build_info(self, key: str, i: int) -> Any:
+        if key == "interactions":
+            b = self.last_batch
+            sel = np.flatnonzero((b.initiator == i) | (b.counterparty == i))
+            return b.select(sel).to_records(self.possible_agents)
+        if key == "view":
+            return self.view(i)
+        if key == "governance":
+            return self._governance_info(i)
+        raise KeyError(key)
+
+    def payoff_text(self) -> dict[str, str]:
+        """The payoff matrix in the config's framing, for text policies."""
+        pay = self.config.payoff
+        if pay.framing == "prison_years":
+            def say(v: float) -> str:
+                years = -v
+                return f"{years:g} year{'s' if years != 1 else ''} in prison"
+        else:
+            def say(v: float) -> str:
+                return f"{v:g} point{'' if v == 1 else 's'}"
+        return {"CC": f"you get {say(pay.R)}, they get {say(pay.R)}",
+                "CD": f"you get {say(pay.S)}, they get {say(pay.T)}",
+                "DC": f"you get {say(pay.T)}, they get {say(pay.S)}",
+                "DD": f"you get {say(pay.P)}, they get {say(pay.P)}"}
+
+    def view(self, i: int | str) -> dict:
+        """A JSON-able view of one agent (what a text policy is shown): per neighbour slot,
+        the moves so far (oldest first, as ``"C"``/``"D"``, theirs as perceived)."""
+        if isinstance(i, str):
+            i = self.agent_name_mapping[i]
+        names, K, st = self.possible_agents, self.K, self._pairs
+        neighbours = []
+        for k in np.flatnonzero(self.slots.mask[i]):
+            f = i * K + int(k)
+            r = int(min(st.rounds[f], self.H))
+            neighbours.append({
+                "slot": int(k), "agent": names[int(self.slots.nb[i, k])],
+                "plays": bool(self._played[f]), "rounds": int(st.rounds[f]),
+                "their_moves": [MOVES[v] for v in st.their[f, self.H - r:]],
+                "my_moves": [MOVES[v] for v in st.mine[f, self.H - r:]],
+                "their_cooperation": round(float(st.seen_coop[f] / max(st.rounds[f], 1)), 4),
+                "payoff_with": round(float(st.payoff_with[f]), 4),
+                "reputation": round(float(self.reputation[self.slots.nb[i, k]]), 4)})
+        return {
+            "agent": names[i], "step": self.t, "epoch": self.epoch,
+            "max_steps": self.max_steps, "payoff_so_far": round(float(
+                self.cumulative_reward[i]), 4),
+            "reputation": round(float(self.reputation[i]), 4),
+            "frozen": bool(self.frozen[i]), "payoffs": self.payoff_text(),
+            "neighbors": neighbours,
+        }
+
+    def action_layout(self) -> dict:
+        """What each action dimension means (for docs and text policies)."""
+        return {f"move_{k}": ["C", "D"] for k in range(self.K)}
+
+    def action_masks(self) -> np.ndarray:
+        """Flat ``(n_agents, 2 * K)`` int8 masks (the layout MaskablePPO expects)."""
+        return self.obs_arrays.action_mask
+
+    # ------------------------------------------------------------------ misc
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("dilemma: render() called without a render_mode")
+            return None
+        b = self.last_batch
+        coop = float((b.v > 0).mean()) if len(b) else float("nan")
+        return (f"round {self.t}/{self.max_steps} epoch {self.epoch} | games "
+                f"{self.step_stats['games']} | cooperation {coop:.3f} | mean p "
+                f"{(float(b.p.mean()) if len(b) else float('nan')):.3f} | mean reward "
+                f"{float(self.reward_array.mean()):.3f}")
+
+    def state(self) -> np.ndarray:
+        """Global state: resources, reputation and frozen flag of every agent."""
+        return np.stack([self.resources, self.reputation,
+                         self.frozen.astype(np.float64)], axis=1)
+
+    def close(self) -> None:
+        if self.event_log is not None:
+            self.event_log.close()
+
+    def __str__(self) -> str:
+        return "dilemma_v0"
+
+
+_EMPTY_BATCH = InteractionBatch.empty(0)
+
+
+def parallel_env(**config: Any) -> DilemmaEnv:
+    """PettingZoo-style factory: ``parallel_env(n_agents=10, ...)``."""
+    return DilemmaEnv(**config)
+
+
+def env(**config: Any):
+    """AEC version (via ``parallel_to_aec``), for PettingZoo habits."""
+    return parallel_to_aec(parallel_env(**config))
