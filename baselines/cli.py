@@ -352,7 +352,7 @@ def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
     env.close()
     folder.write_text("metrics.csv", metrics_csv_text(rows))
     if not args.quiet:
-        _print_report(slim.batch(), scenario.payoff)
+        _print_report(slim.batch(), env.unwrapped.config.payoff)
     print(out)
     return 0
 
@@ -452,9 +452,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     table = MetricsTable(sys.stdout)
     for row in rows:
         table(row)
-    from envs.core.payoff import PayoffConfig
+    from baselines.runner import payoff_from_config
 
-    _print_report(rep.interactions(), PayoffConfig(**rep.run_start.config.get("payoff", {})))
+    _print_report(rep.interactions(),
+                  payoff_from_config(rep.run_start.env, rep.run_start.config))
     if args.out:
         write_metrics_csv(rows, args.out)
     return 0

@@ -163,6 +163,9 @@ class Policy(Parametrised):
     """
 
     name: ClassVar[str] = "policy"
+    #: the variants (environment ids without their version, e.g. ``"sandbox"``) whose
+    #: observations the policy reads; ``None``: any variant
+    variants: ClassVar[tuple[str, ...] | None] = None
 
     def act(self, observation: Any, info: dict | None = None) -> np.ndarray:
         """One agent's action."""

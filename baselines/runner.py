@@ -37,16 +37,25 @@ NETWORK_KEYS = ("n_edges", "avg_degree", "avg_clustering", "n_components", "avg_
                 "density")
 
 
-def interaction_metrics(batch: InteractionBatch, payoff: PayoffConfig | None = None,
+def interaction_metrics(batch: InteractionBatch, payoff: Any = None,
                         threshold: float = 0.5) -> dict[str, float]:
     """Soft metrics (and hard twins) of a set of interactions.
 
-    Welfare sums the payoffs actually paid. The conditional losses compare each side's
-    *would-be* soft payoff ``theta*S -/+ tau - c - rho*E`` of accepted against all delivered
-    proposals: a rejected proposal pays nothing, so using paid payoffs would only measure the
-    acceptance rate; reputation terms are left out so both sets are priced alike.
+    Welfare sums the payoffs actually paid. With the sandbox's payoffs (a ``PayoffConfig``;
+    ``None`` means its defaults) the conditional losses compare each side's *would-be* soft
+    payoff ``theta*S -/+ tau - c - rho*E`` of accepted against all delivered proposals: a
+    rejected proposal pays nothing, so using paid payoffs would only measure the acceptance
+    rate; reputation terms are left out so both sets are priced alike. Another variant's
+    payoff model (the dilemma's matrix, where every game is played) gives the metrics of the
+    paid payoffs.
     """
-    payoff = payoff or PayoffConfig()
+    if payoff is None:
+        payoff = PayoffConfig()
+    if not isinstance(payoff, PayoffConfig):  # another variant's payoffs (the dilemma's T, R,
+        # P, S): no surplus model, so the spreads use the defaults and losses the paid payoffs
+        return M.soft_metrics(batch.p, batch.accepted, v=batch.v,
+                              payoff_initiator=batch.payoff_a,
+                              payoff_counterparty=batch.payoff_b, threshold=threshold)
     row = M.soft_metrics(batch.p, batch.accepted, v=batch.v, payoff_initiator=batch.payoff_a,
                          payoff_counterparty=batch.payoff_b, s_plus=payoff.s_plus,
                          s_minus=payoff.s_minus, threshold=threshold)
@@ -298,12 +307,23 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     return rows
 
 
+def payoff_from_config(env_id: str, config: Mapping[str, Any]) -> Any:
+    """The payoff model of a logged run's config: the environment's own (``PayoffConfig``
+    for an unknown environment), with the defaults where the config has no payoff block."""
+    import envs
+
+    model = envs.payoff_model(env_id) if env_id in envs.registry else PayoffConfig
+    if model is None:
+        return None
+    return model.model_validate(config.get("payoff", {}))
+
+
 def metrics_from_events(path: str | Path, episode: int | None = None) -> list[dict]:
     """Recompute the per-epoch metrics rows of a run (one episode) from its event log."""
     rep = replay(path, episode)
     start = rep.run_start
     cfg = start.config
-    payoff = PayoffConfig(**cfg.get("payoff", {}))
+    payoff = payoff_from_config(start.env, cfg)
     n = len(start.agents)
     groups = start.groups or ["agent"] * n
     by_epoch = rep.by_epoch()

@@ -69,10 +69,9 @@ from pydantic_core import PydanticCustomError
 
 import envs
 from baselines.policy import Policy
-from baselines.scripted import PolicyLookupError, policy_label, resolve_policy
+from baselines.scripted import PolicyLookupError, allowed_names, policy_label, resolve_policy
 from envs.core.api import CONFIG_PROBLEMS, config_problems
 from envs.core.network import NetworkConfig, NetworkMemoryError
-from envs.core.payoff import PayoffConfig
 from wrappers.stack import GovernanceConfig, governance_stack
 
 __all__ = ["AgentSpec", "ConfigError", "Scenario", "SimulationSpec", "TEAMS", "build",
@@ -205,14 +204,8 @@ def _all(err: ValidationError, root: type[BaseModel] | None) -> list[tuple[str, 
 
 
 def _config_class(env_id: str) -> type[BaseModel] | None:
-    """The pydantic config of a registered env: ``<module>.<Name>Config`` by convention."""
-    spec = envs.registry.get(env_id)
-    if spec is None:
-        return None
-    module = importlib.import_module(spec.entry_point.partition(":")[0])
-    name = env_id.split("-v")[0].title().replace("_", "").replace("-", "") + "Config"
-    cls = getattr(module, name, None)
-    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+    """The pydantic config of a registered env (see :func:`envs.config_class`)."""
+    return envs.config_class(env_id)
 
 
 # --------------------------------------------------------------------------- schema
@@ -233,9 +226,9 @@ class AgentSpec(BaseModel):
 
     @field_validator("type")
     @classmethod
-    def _known_type(cls, v: str) -> str:
-        try:
-            resolve_policy(v)
+    def _known_type(cls, v: str, info: ValidationInfo) -> str:
+        try:  # the scenario's variant (parse_scenario passes it) narrows the names listed
+            resolve_policy(v, (info.context or {}).get("variant"))
         except PolicyLookupError as e:
             raise PydanticCustomError("unknown_agent_type", "{msg}", {"msg": str(e)}) from None
         return v
@@ -292,8 +285,10 @@ class Scenario(BaseModel):
         min_length=1, description="the population, in agent order (agent_0 first)")
     network: NetworkConfig = Field(default_factory=NetworkConfig,
                                    description="topology and edge dynamics")
-    payoff: PayoffConfig = Field(default_factory=PayoffConfig,
-                                 description="soft payoff parameters")
+    payoff: dict[str, Any] | None = Field(
+        None, description="the environment's payoff parameters (sandbox: s_plus, s_minus, h, "
+        "theta, rho_a, rho_b, w_rep; dilemma: T, R, P, S or a preset), checked against its "
+        "config; absent: its defaults")
     simulation: SimulationSpec = Field(description="run length and seed")
     env_params: dict[str, Any] = Field(
         default_factory=dict,
@@ -314,6 +309,23 @@ class Scenario(BaseModel):
                         f"{', '.join(sorted(envs.registry))}"})
         return v
 
+    @field_validator("payoff")
+    @classmethod
+    def _valid_payoff(cls, v: dict[str, Any] | None,
+                      info: ValidationInfo) -> dict[str, Any] | None:
+        """Checked against the environment's payoff model; returned in full (defaults and
+        presets filled in)."""
+        env = info.data.get("env", "")
+        model = envs.payoff_model(env)
+        if v is None or model is None:
+            if v is not None and env in envs.registry:
+                raise ValueError(f"{env} has no payoff parameters")
+            return v
+        try:
+            return model.model_validate(v).model_dump(mode="json")
+        except ValidationError as e:
+            raise config_problems(_all(e, model)) from None
+
     @model_validator(mode="after")
     def _check(self) -> Scenario:
         problems: list[tuple[str, str]] = []
@@ -324,6 +336,13 @@ class Scenario(BaseModel):
             problems.append(("governance.reputation_disconnect",
                              "cuts edges, so it needs a dynamic network (network.dynamic: "
                              "true)"))
+        variant = envs.variant(self.env)
+        for index, spec in enumerate(self.agents):
+            plays = spec.policy_class().variants
+            if plays is not None and variant not in plays:
+                problems.append((f"agents[{index}].type", (
+                    f"{spec.type!r} plays {', '.join(plays)}, not {variant} (env "
+                    f"{self.env}); allowed for {variant}: {allowed_names(variant)}")))
         config_cls = _config_class(self.env)
         known = set(config_cls.model_fields) if config_cls is not None else None
         allowed = sorted((known or set()) - set(_SET_BY_SCENARIO))
@@ -344,9 +363,13 @@ class Scenario(BaseModel):
             config = {k: v for k, v in self.env_config(per_agent=False).items()
                       if k not in bad_keys}
             try:
-                config_cls.model_validate(config)
+                validated = config_cls.model_validate(config)
             except ValidationError as e:
                 problems += [(self._scenario_path(path), msg) for path, msg in _all(e, config_cls)]
+            else:  # no payoff block: the env's defaults, in full, as the env uses them
+                resolved = getattr(validated, "payoff", None)
+                if self.payoff is None and isinstance(resolved, BaseModel):
+                    self.__dict__["payoff"] = resolved.model_dump(mode="json")
         if problems:
             raise config_problems(problems)
         return self
@@ -384,15 +407,17 @@ class Scenario(BaseModel):
         """
         per: dict[str, Any] = {}
         if per_agent:
-            kinds = self.agent_types()
-            per = {"teams": tuple(TEAMS.get(k, -1) for k in kinds),
-                   "groups": tuple(self.agent_groups())}
+            per = {"groups": tuple(self.agent_groups())}
+            config_cls = _config_class(self.env)
+            if config_cls is None or "teams" in config_cls.model_fields:
+                per["teams"] = tuple(TEAMS.get(k, -1) for k in self.agent_types())
+        payoff = {} if self.payoff is None else {"payoff": self.payoff}
         return {
             "n_agents": self.n_agents,
             "n_epochs": self.simulation.n_epochs,
             "steps_per_epoch": self.simulation.steps_per_epoch,
             "network": self.network,
-            "payoff": self.payoff,
+            **payoff,
             **per,
             **self.env_params,
         }
@@ -422,8 +447,11 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, Mapping):
         got = "an empty file" if data is None else type(data).__name__
         raise ConfigError(source, "top level", f"expected a mapping (key: value), got {got}")
+    env = data.get("env", Scenario.model_fields["env"].default)
+    context = {"variant": envs.variant(env)} if isinstance(env, str) and env in envs.registry \
+        else None
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data, context=context)
     except ValidationError as e:
         raise ConfigError.from_validation_error(e, source, Scenario) from None
 

@@ -48,6 +48,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from baselines.policy import ObsBatch, Policy
+from baselines.strategies import STRATEGY_POLICIES
 from envs.core.records import InteractionType
 from envs.sandbox import INBOX_FEATURES, NEIGHBOR_FEATURES, SELF_FEATURES
 
@@ -76,6 +77,7 @@ class ScriptedPolicy(Policy):
     #: Axelrod-style properties: memory lives in the observation (counters, trust), so
     #: every policy is stateless and one instance drives any number of agents
     classifier: ClassVar[dict[str, Any]] = {"stochastic": True, "memory": "observation"}
+    variants = ("sandbox",)
 
     def act_arrays(self, obs: ObsBatch) -> np.ndarray:
         n = len(obs)
@@ -251,10 +253,14 @@ class Adversarial(ScriptedPolicy):
         return obs.inbox[:, :, _I["sender_same_team"]] > 0
 
 
-#: every scripted policy, by name (Axelrod style: a plain table)
+#: every scripted sandbox policy, by name (Axelrod style: a plain table)
 POLICIES: dict[str, type[ScriptedPolicy]] = {
     cls.name: cls for cls in (Honest, Opportunistic, Deceptive, Adversarial)
 }
+
+#: every built-in policy a scenario can name: the sandbox's scripted policies and the
+#: dilemma's strategies (:data:`baselines.strategies.STRATEGY_POLICIES`)
+BUILTIN: dict[str, type[Policy]] = {**POLICIES, **STRATEGY_POLICIES}
 
 #: entry-point group under which installed packages register policies (name -> class)
 ENTRY_POINT_GROUP = "distsafe.policies"
@@ -322,16 +328,36 @@ def _from_import_path(name: str) -> type[Policy]:
     return _check_policy_class(obj, repr(name))
 
 
-def resolve_policy(name: str) -> type[Policy]:
+def allowed_names(variant: str | None = None) -> str:
+    """The names a scenario can use, for messages: the built-ins (and installed plug-ins)
+    that play ``variant``, or every built-in grouped by variant when ``variant`` is None."""
+    plugins = list(_entry_points())
+    groups: dict[str, list[str]] = {}
+    for name, cls in BUILTIN.items():
+        for v in cls.variants or ("any variant",):
+            groups.setdefault(v, []).append(name)
+    if variant is not None:
+        return ", ".join(sorted(set(groups.get(variant, []) + plugins)))
+    parts = []
+    for k, (v, names) in enumerate(groups.items()):
+        names = names + plugins if k == 0 else names  # plug-ins: listed once, first
+        parts.append(f"{', '.join(sorted(set(names)))} ({v})")
+    return "; ".join(parts)
+
+
+def resolve_policy(name: str, variant: str | None = None) -> type[Policy]:
     """The policy class a scenario's agent ``type`` names.
 
-    Looked up, in order: a built-in scripted policy (:data:`POLICIES`), an import path
+    Looked up, in order: a built-in policy (:data:`BUILTIN`: the sandbox's scripted policies
+    and the dilemma's strategies), an import path
     ``package.module:ClassName`` (the module is imported from ``sys.path``, or else from the
     current folder, which is then added to ``sys.path``), an installed entry point of group
     ``distsafe.policies``.
 
     Args:
         name: A policy name or import path.
+        variant: The scenario's variant (e.g. ``"sandbox"``), to list only the names that
+            play it when ``name`` is unknown.
 
     Returns:
         The :class:`Policy` subclass.
@@ -346,8 +372,8 @@ def resolve_policy(name: str) -> type[Policy]:
     """
     if not isinstance(name, str):
         raise PolicyLookupError(f"a policy is named by a string; got {type(name).__name__}")
-    if name in POLICIES:
-        return POLICIES[name]
+    if name in BUILTIN:
+        return BUILTIN[name]
     if ":" in name:
         return _from_import_path(name)
     eps = _entry_points()
@@ -358,8 +384,7 @@ def resolve_policy(name: str) -> type[Policy]:
             raise PolicyLookupError(f"cannot load policy {name!r} (entry point "
                                     f"{eps[name].value!r}): {type(e).__name__}: {e}") from None
         return _check_policy_class(obj, f"entry point {name!r} ({eps[name].value})")
-    allowed = ", ".join(sorted(set(POLICIES) | set(eps)))
-    raise PolicyLookupError(f"unknown agent type {name!r}; allowed: {allowed}")
+    raise PolicyLookupError(f"unknown agent type {name!r}; allowed: {allowed_names(variant)}")
 
 
 def available_policies() -> dict[str, type[Policy]]:
@@ -373,7 +398,7 @@ def available_policies() -> dict[str, type[Policy]]:
     Returns:
         ``{name: Policy subclass}``, sorted by name.
     """
-    out: dict[str, type[Policy]] = dict(POLICIES)
+    out: dict[str, type[Policy]] = dict(BUILTIN)
     for name in _entry_points():
         if name in out:
             continue

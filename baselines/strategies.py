@@ -62,7 +62,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from baselines.policy import Parametrised
+from baselines.policy import ObsBatch, Parametrised, Policy
 
 C = 0
 D = 1
@@ -225,6 +225,72 @@ STRATEGIES: list[type[Strategy]] = [
     WinStayLoseShift, Random, TitForTwoTats, GenerousTitForTat, Alternator,
 ]
 """Every strategy class of the library."""
+
+class StrategyPolicy(Policy):
+    """A strategy as a :class:`~baselines.policy.Policy` of ``dilemma-v0``: one move per
+    neighbour slot, each from that neighbour's history in the observation.
+
+    The observation gives, per slot, the last ``H`` moves of both sides (``their_moves``,
+    ``my_moves``), the rounds played (``neighbors[..., "rounds"]``) and whether the
+    neighbour was ever seen to defect (``neighbors[..., "their_defected"]``): exactly what
+    :meth:`Strategy.decide` reads, so the strategy runs once over every (agent, slot) pair
+    and slots without a game play the no-op. The policy's parameters are the strategy's;
+    stochastic strategies draw from the policy's generator. One class per strategy, named
+    as the strategy (:data:`STRATEGY_POLICIES`).
+
+    Example:
+        >>> import envs
+        >>> env = envs.make("dilemma-v0")                      # two agents, one game each
+        >>> tft, ad = STRATEGY_POLICIES["tit_for_tat"](), STRATEGY_POLICIES["always_defect"]()
+        >>> obs, _ = env.reset(seed=0)
+        >>> for _ in range(3):
+        ...     act = {"agent_0": tft.act(obs["agent_0"]), "agent_1": ad.act(obs["agent_1"])}
+        ...     obs, rewards, *_ = env.step(act)
+        >>> obs["agent_0"]["my_moves"][0].tolist()    # C, then D: TFT answers AD
+        [0, 0, 0, 1, 1]
+    """
+
+    strategy_class: ClassVar[type[Strategy]] = Strategy
+    variants = ("dilemma",)
+
+    def __init__(self, seed: int | None = None, **params: Any) -> None:
+        super().__init__(seed, **params)
+        self.strategy = self.strategy_class(**self.params.model_dump())
+        self._depth = history_depth([self.strategy_class])
+
+    def act_arrays(self, obs: ObsBatch) -> np.ndarray:
+        from envs.dilemma import NEIGHBOR_FEATURES
+
+        their, mine = obs.their_moves, obs.my_moves
+        n, k, h = their.shape
+        if h < self._depth:
+            raise ValueError(f"{self.name} reads the last {self._depth} moves; the "
+                             f"environment shows {h} (set history_length >= {self._depth})")
+        features = obs.neighbors
+        rounds = features[:, :, NEIGHBOR_FEATURES.index("rounds")].astype(np.int64)
+        defected = features[:, :, NEIGHBOR_FEATURES.index("their_defected")] > 0
+        moves = self.strategy.decide(mine.reshape(n * k, h), their.reshape(n * k, h),
+                                     rounds.reshape(-1), self.rng,
+                                     their_defected=defected.reshape(-1))
+        allowed_d = obs.action_mask[:, 1::2] > 0   # D only where a game is played
+        return np.where(allowed_d, moves.reshape(n, k), C).astype(np.int64)
+
+
+def _policy_class(cls: type[Strategy]) -> type[StrategyPolicy]:
+    name = "".join(part.title() for part in cls.name.split("_")) + "Policy"
+    doc = (f"``{cls.name}`` ({cls.short or cls.name}) as a policy of dilemma-v0 "
+           f"(see :class:`StrategyPolicy`).")
+    return type(name, (StrategyPolicy,), {
+        "__module__": __name__, "__qualname__": name, "__doc__": doc, "name": cls.name,
+        "strategy_class": cls, "Params": cls.Params, "classifier": dict(cls.classifier)})
+
+
+STRATEGY_POLICIES: dict[str, type[StrategyPolicy]] = {}
+"""Every strategy as a dilemma policy, by the strategy's name (``tit_for_tat``, ...)."""
+for _cls in STRATEGIES:
+    _pol = _policy_class(_cls)
+    globals()[_pol.__name__] = _pol  # importable and picklable by name
+    STRATEGY_POLICIES[_cls.name] = _pol
 
 CLASSIC: list[str] = ["AC", "AD", "TFT", "STFT", "GRIM", "WSLS", "RND"]
 """Short names of the classic seven."""

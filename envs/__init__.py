@@ -53,7 +53,48 @@ def make(id: str, **config: Any) -> Any:
     return spec.load()(**{**spec.kwargs, **config})
 
 
+def config_class(id: str) -> Any:
+    """The pydantic config model of a registered environment (``None`` if it has none).
+
+    By convention the factory's module defines ``<Name>Config`` for an id ``name-vN``
+    (``sandbox-v0`` -> ``SandboxConfig``, ``dilemma-v0`` -> ``DilemmaConfig``).
+
+    Example:
+        >>> config_class("dilemma-v0").__name__
+        'DilemmaConfig'
+    """
+    import importlib
+
+    from pydantic import BaseModel
+
+    spec = registry.get(id)
+    if spec is None:
+        return None
+    module = importlib.import_module(spec.entry_point.partition(":")[0])
+    name = id.split("-v")[0].title().replace("_", "").replace("-", "") + "Config"
+    cls = getattr(module, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def payoff_model(id: str) -> Any:
+    """The pydantic model of a registered environment's ``payoff`` block (``None`` if its
+    config has none): ``PayoffConfig`` for the sandbox, ``DilemmaPayoff`` for the dilemma."""
+    from pydantic import BaseModel
+
+    cls = config_class(id)
+    field = cls.model_fields.get("payoff") if cls is not None else None
+    model = field.annotation if field is not None else None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def variant(id: str) -> str:
+    """The variant of an environment id: its name without the version (``dilemma-v0`` ->
+    ``dilemma``)."""
+    return id.rsplit("-v", 1)[0]
+
+
 register("sandbox-v0", "envs.sandbox:parallel_env")
 register("dilemma-v0", "envs.dilemma:parallel_env")
 
-__all__ = ["EnvSpec", "make", "register", "registry"]
+__all__ = ["EnvSpec", "config_class", "make", "payoff_model", "register", "registry",
+           "variant"]

@@ -89,7 +89,7 @@ def test_reference_scenarios_match_reference(name):
     assert s.simulation.n_epochs == ref["n_epochs"]
     assert s.simulation.steps_per_epoch == ref["steps_per_epoch"]
     assert s.simulation.seed == ref["seed"]
-    assert s.payoff.model_dump() == DEFAULT_PAYOFF
+    assert s.payoff == DEFAULT_PAYOFF
     assert not s.governance
 
 
@@ -224,7 +224,7 @@ def test_bad_env_params(tmp_path):
 
 def test_unknown_env(tmp_path):
     msg = _error(tmp_path, VALID + "env: nope-v0\n")
-    assert msg.startswith("env: unknown environment id 'nope-v0'; allowed: sandbox-v0")
+    assert msg.startswith("env: unknown environment id 'nope-v0'; allowed: dilemma-v0, sandbox-v0")
 
 
 def test_too_few_agents(tmp_path):
@@ -381,7 +381,7 @@ def test_yaml_lists_for_tuples_and_ints_for_floats_are_accepted(tmp_path):
         "effort_cost: 1, signals: {good_progress: [0, 1]}}\n").replace(
         "[0, 1]}}", "{low: 0, high: 1}}}"))
     s = load_scenario(path)
-    assert s.payoff.s_plus == 3.0 and isinstance(s.payoff.s_plus, float)
+    assert s.payoff["s_plus"] == 3.0 and isinstance(s.payoff["s_plus"], float)
     assert s.network.edges == [(0, 1), (1, 2)]
     env, _ = build(s, seed=0)
     assert env.config.effort_levels == (0.0, 0.5, 1.0)

@@ -958,11 +958,13 @@ class _Episode:
                 raise LogError(where, f"must be an integer >= 1, got {value!r}",
                                f"config.{key}")
         self.spe, self.n_epochs = cfg.get("steps_per_epoch"), cfg.get("n_epochs")
-        if "payoff" in cfg:
+        if "payoff" in cfg:  # the env's own payoff model (the sandbox's for an unknown env)
             from envs.core.payoff import PayoffConfig
 
+            model = envs.payoff_model(start.env) if required else PayoffConfig
             try:
-                PayoffConfig.model_validate(cfg["payoff"])
+                if model is not None:
+                    model.model_validate(cfg["payoff"])
             except ValidationError as exc:
                 loc, msg = _first_error(exc)
                 raise LogError(where, msg, f"config.payoff.{loc}".rstrip(".")) from None
