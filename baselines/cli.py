@@ -499,10 +499,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("environments:")
     for env_id in sorted(envs.registry):
         print(f"  {env_id}")
-    print("policies (or any `package.module:Class` Policy subclass):")
-    for name, cls in sorted(policies.items()):
+    print("policies (or any `package.module:Class` Policy subclass), by the variant they "
+          "play:")
+    for name, cls in sorted(policies.items(), key=lambda kv: (kv[1].variants or ("",), kv[0])):
         doc = (cls.__doc__ or "").strip().splitlines()
-        print(f"  {name:<14}{doc[0] if doc else ''}")
+        plays = ", ".join(cls.variants) if cls.variants else "any"
+        print(f"  {name:<24}{plays:<9}{doc[0] if doc else ''}")
     print(f"configs ({CONFIGS_DIR}):")
     files = sorted(CONFIGS_DIR.glob("*.yaml")) if CONFIGS_DIR.is_dir() else []
     for f in files:

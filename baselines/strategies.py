@@ -276,10 +276,25 @@ class StrategyPolicy(Policy):
         return np.where(allowed_d, moves.reshape(n, k), C).astype(np.int64)
 
 
+BEHAVIOUR: dict[str, str] = {
+    "always_cooperate": "C always.",
+    "always_defect": "D always.",
+    "tit_for_tat": "C first, then the opponent's last move.",
+    "suspicious_tit_for_tat": "D first, then the opponent's last move.",
+    "grim_trigger": "C until the opponent's first D, then D forever.",
+    "win_stay_lose_shift": "C first; repeat the last move after R or T, switch after S or P.",
+    "random": "C with probability p (0.5).",
+    "tit_for_two_tats": "D only if the opponent defected in both of the last two rounds.",
+    "generous_tit_for_tat": "TFT, but forgive a D (play C) with probability p (1/3).",
+    "alternator": "C first, then the opposite of its own last move.",
+}
+"""One line per strategy: what it does (the table of the module docstring)."""
+
+
 def _policy_class(cls: type[Strategy]) -> type[StrategyPolicy]:
     name = "".join(part.title() for part in cls.name.split("_")) + "Policy"
-    doc = (f"``{cls.name}`` ({cls.short or cls.name}) as a policy of dilemma-v0 "
-           f"(see :class:`StrategyPolicy`).")
+    doc = (f"{cls.short or cls.name}: {BEHAVIOUR.get(cls.name, '')} A dilemma-v0 policy, one "
+           f"move per neighbour (see :class:`StrategyPolicy`).")
     return type(name, (StrategyPolicy,), {
         "__module__": __name__, "__qualname__": name, "__doc__": doc, "name": cls.name,
         "strategy_class": cls, "Params": cls.Params, "classifier": dict(cls.classifier)})

@@ -8,8 +8,9 @@ repetitions`` player-rows, sorted by player so each player's rows are a view), e
 index of its opponent's row.
 
 Payoffs are ``(R, S, T, P)``: reward for mutual cooperation, sucker's payoff, temptation,
-punishment for mutual defection; :data:`PAYOFF_PRESETS` names the classic ``(3, 0, 5, 1)`` and
-the LLM study's ``(2, -1, 3, 0)`` (CC 2/2, CD −1/3, DC 3/−1, DD 0/0).
+punishment for mutual defection; :data:`PAYOFF_PRESETS` names the classic ``(3, 0, 5, 1)``,
+the LLM study's ``(2, -1, 3, 0)`` (CC 2/2, CD −1/3, DC 3/−1, DD 0/0) and its prison-years
+framing ``(-1, -10, 0, -5)``: the presets of ``dilemma-v0``, in this order.
 
 Noise flips every played move independently with probability ``noise``; the flipped move is
 what both players record and what is scored (as in the Axelrod library). All randomness (noise
@@ -35,13 +36,15 @@ from pathlib import Path
 import numpy as np
 
 from baselines.strategies import MOVE_DTYPE, D, Strategy, as_strategy, history_depth
+from envs.dilemma import PAYOFF_PRESETS as DILEMMA_PRESETS
+from envs.dilemma import DilemmaPayoff
 
 PAYOFF_PRESETS: dict[str, tuple[float, float, float, float]] = {
-    "classic": (3.0, 0.0, 5.0, 1.0),
-    "llm_study": (2.0, -1.0, 3.0, 0.0),
-}
-"""Named ``(R, S, T, P)`` payoffs: ``classic`` (Axelrod's) and ``llm_study`` (CC 2/2,
-CD −1/3, DC 3/−1, DD 0/0)."""
+    name: DilemmaPayoff(preset=name).rstp() for name in DILEMMA_PRESETS}
+"""Named ``(R, S, T, P)`` payoffs, the presets of ``dilemma-v0`` (one table,
+:data:`envs.dilemma.PAYOFF_PRESETS`): ``classic`` (Axelrod's ``(3, 0, 5, 1)``), ``llm_study``
+(CC 2/2, CD −1/3, DC 3/−1, DD 0/0) and ``prison_years`` (minus the years in prison of the
+study's prompt: ``(-1, -10, 0, -5)``)."""
 
 DEFAULT_PAYOFFS = PAYOFF_PRESETS["classic"]
 
