@@ -47,7 +47,6 @@ honest, opportunistic
 
 from __future__ import annotations
 
-import importlib
 import types
 import typing
 from collections.abc import Mapping, Sequence

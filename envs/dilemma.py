@@ -50,8 +50,8 @@ record ``(j, i)``), so summing ``payoff_a`` and ``payoff_b`` per agent gives its
 
 Neighbour slots are **mutual**: a pair plays when each shows the other, and every slot shown
 is shown back (:meth:`envs.core.network.Network.mutual_slots`). On a graph where no agent has
-more than ``K = max_neighbors`` neighbours every edge is played; otherwise the heaviest edges
-(ties by a seeded random key) are selected so that no agent exceeds ``K``.
+more than ``K = min(max_neighbors, n_agents - 1)`` neighbours every edge is played; otherwise
+the heaviest edges (ties by a seeded random key) are selected so that no agent exceeds ``K``.
 
 Reputation. Each round moves an agent's public reputation by the mean over its games of
 ``p - 0.5`` (scaled by a governance weight where a lever sets one): the record that its
@@ -182,7 +182,8 @@ class DilemmaConfig(BaseModel):
     n_epochs: int = Field(10, ge=1, description="epochs per episode")
     steps_per_epoch: int = Field(20, ge=1, description="rounds per epoch")
     max_neighbors: int = Field(8, ge=1, le=10_000,
-                               description="neighbour slots K: games per agent per round")
+                               description="neighbour slots K: games per agent per round "
+                               "(at most n_agents - 1 are used)")
     history_length: int = Field(5, ge=1, le=10_000,
                                 description="moves H per neighbour in the observation")
     noise: float = Field(0.0, ge=0.0, le=1.0,
@@ -290,7 +291,8 @@ class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
             config = DilemmaConfig(**{**config.model_dump(), **overrides})
         self.config = c = config
         self.render_mode = c.render_mode
-        n, self.K, self.H = c.n_agents, c.max_neighbors, c.history_length
+        # no agent has more than n - 1 neighbours: two agents get one slot each
+        n, self.K, self.H = c.n_agents, min(c.max_neighbors, c.n_agents - 1), c.history_length
         self.possible_agents = [f"agent_{i}" for i in range(n)]
         self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []

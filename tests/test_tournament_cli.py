@@ -98,7 +98,8 @@ def test_custom_payoffs(tmp_path):
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--strategies", "TFT", "tit4tat"], "--strategies: unknown strategy 'tit4tat'; known: "),
-    (["--payoffs", "3,0,5"], "--payoffs: expected a preset (classic, llm_study, prison_years) or four"),
+    (["--payoffs", "3,0,5"],
+     "--payoffs: expected a preset (classic, llm_study, prison_years) or four"),
     (["--payoffs", "generous"], "got 'generous'"),
     (["--noise", "1.5"], "--noise: expected a probability in [0, 1], got 1.5"),
 ])

@@ -293,12 +293,12 @@ class DictDoor:
     """PettingZoo's dict API as a thin door onto a variant's array kernel.
 
     The host environment sets ``_obs_space`` (its ``Dict`` observation space) and calls
-    ``_make_spaces()`` in ``__init__``; it provides ``possible_agents``, ``agent_name_mapping``, ``nvec``,
-    ``action_dim_names``, ``_noop`` (the no-op action), ``_label``, ``obs_arrays`` (its
-    preallocated observation arrays: ``named()`` and the flat ``action_mask``),
-    ``reward_array``, ``t``, ``max_steps``, ``config.copy_observations``, ``render_mode`` and
-    ``render()``, ``_info_keys`` (the lazy ``infos`` entries) with ``_build_info(key, i)``,
-    and ``step_arrays(actions, validate)``. It calls ``_build_dicts()`` at reset, once the
+    ``_make_spaces()`` in ``__init__``; it provides ``possible_agents``,
+    ``agent_name_mapping``, ``nvec``, ``action_dim_names``, ``_noop`` (the no-op action),
+    ``_label``, ``obs_arrays`` (its preallocated observation arrays: ``named()`` and the flat
+    ``action_mask``), ``reward_array``, ``t``, ``max_steps``, ``config.copy_observations``,
+    ``render_mode`` and ``render()``, ``_info_keys`` (the lazy ``infos`` entries) with
+    ``_build_info(key, i)``, and ``step_arrays(actions, validate)``. It calls ``_build_dicts()`` at reset, once the
     arrays exist: the per-agent observation dicts are views into them, built once per
     episode, and ``step`` only converts actions in and rewards out.
     """
