@@ -298,9 +298,10 @@ class DictDoor:
     ``_label``, ``obs_arrays`` (its preallocated observation arrays: ``named()`` and the flat
     ``action_mask``), ``reward_array``, ``t``, ``max_steps``, ``config.copy_observations``,
     ``render_mode`` and ``render()``, ``_info_keys`` (the lazy ``infos`` entries) with
-    ``_build_info(key, i)``, and ``step_arrays(actions, validate)``. It calls ``_build_dicts()`` at reset, once the
-    arrays exist: the per-agent observation dicts are views into them, built once per
-    episode, and ``step`` only converts actions in and rewards out.
+    ``_build_info(key, i)``, and ``step_arrays(actions, validate)``. It calls
+    ``_build_dicts()`` at reset, once the arrays exist: the per-agent observation dicts are
+    views into them, built once per episode, and ``step`` only converts actions in and
+    rewards out.
     """
 
     def _make_spaces(self) -> None:
