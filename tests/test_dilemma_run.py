@@ -254,3 +254,18 @@ def test_cli_runs_and_replays_the_dilemma_scenario(tmp_path):
 
 def test_classic_names_are_strategy_short_names():
     assert [make_strategy(x).label for x in CLASSIC] == CLASSIC
+
+
+def test_readme_round_robin_table_is_true():
+    """README's matrix is what ``distsafe tournament`` computes (the classic seven, 200 turns
+    x 10 repetitions, noise-free, default payoffs, seed 0)."""
+    text = (ROOT / "README.md").read_text()
+    marker = "<!-- round robin: regenerate with `distsafe tournament`; a test checks it -->"
+    assert marker in text
+    block = text.split(marker, 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    result = round_robin(CLASSIC, turns=200, repetitions=10, noise=0.0, seed=0)
+    assert block.strip() == result.table().strip()
+    R, S, T, P = result.payoffs
+    assert ((result.payoff_matrix >= S) & (result.payoff_matrix <= T)).all()
+    assert result.payoff_matrix[CLASSIC.index("AC"), CLASSIC.index("AC")] == R
+    assert result.wins[CLASSIC.index("TFT")] == 0
