@@ -1,4 +1,5 @@
-"""The ``distsafe`` command line: run scenarios, replay event logs, validate configs.
+"""The ``distsafe`` command line: run scenarios, replay event logs, validate configs, compare
+scenarios, play prisoner's-dilemma tournaments and evolutionary dynamics.
 
 Commands::
 
@@ -7,6 +8,9 @@ Commands::
     distsafe replay EVENTS [--out CSV] [--episode K]
     distsafe validate CONFIG [CONFIG ...]
     distsafe compare CONFIG [CONFIG ...] --seeds N [--jobs J] [--out DIR] [--plot]
+    distsafe tournament [--strategies NAME ...] [--turns T] [--repetitions R] [--noise E]
+                        [--seed N] [--payoffs P] [--out DIR] [--plot]
+    distsafe evolve (--moran | --imitation) [--strategies NAME ...] [--counts N ...] ...
     distsafe list
     distsafe --version
 
@@ -810,7 +814,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="probability that a played move is flipped (0)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of all randomness (0)")
     p.add_argument("--payoffs", default="classic", metavar="PAYOFFS",
-                   help="classic (3,0,5,1), llm_study (2,-1,3,0) or four numbers 'R,S,T,P'")
+                   help="classic (3,0,5,1), llm_study (2,-1,3,0), prison_years "
+                        "(-1,-10,0,-5) or four numbers 'R,S,T,P'")
     p.add_argument("--out", metavar="DIR", default=str(Path("runs") / "tournament"),
                    help="where tournament.csv and payoff_matrix.csv (and payoff_matrix.png) "
                         "go (default: runs/tournament); files there are replaced")
@@ -837,7 +842,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.0,
                    help="probability that a played move is flipped (0)")
     p.add_argument("--payoffs", default="classic", metavar="PAYOFFS",
-                   help="classic (3,0,5,1), llm_study (2,-1,3,0) or four numbers 'R,S,T,P'")
+                   help="classic (3,0,5,1), llm_study (2,-1,3,0), prison_years "
+                        "(-1,-10,0,-5) or four numbers 'R,S,T,P'")
     p.add_argument("--seed", type=_seed, default=0, help="seed of all randomness (0)")
     p.add_argument("--runs", type=_positive, default=1,
                    help="moran: independent runs; above 1, print and write fixation "
