@@ -61,11 +61,12 @@ Dynamic networks. With ``network.dynamic``, a game in which both executed C stre
 edge; weights decay and weak edges are pruned at each epoch end, and the slots are chosen
 again, heaviest first. A pair still shown keeps its history.
 
-Governance seam. As the sandbox: :class:`envs.core.kernel.GovernedKernel` (cost, weight, step,
-epoch, settle and reset hooks, per-lever freezes, reputation and resources, events) plus
-``cut_edges``. A frozen agent plays no games (its slots allow only the no-op). Resources
-start at ``initial_resources`` and take every reward; with ``bankruptcy: true`` an agent whose
-resources reach 0 is frozen for good (off by default: dilemma payoffs are scores).
+Governance seam. As the sandbox: :class:`envs.core.kernel.EpisodeKernel` (the step's
+bookkeeping, cost, weight, step, epoch, settle and reset hooks, per-lever freezes, reputation
+and resources, events, ``cut_edges``). A frozen agent plays no games (its slots allow only
+the no-op). Resources start at ``initial_resources`` and take every reward; with
+``bankruptcy: true`` an agent whose resources reach 0 is frozen for good (off by default:
+dilemma payoffs are scores).
 
 Hot path. ``step`` is a thin door onto :meth:`DilemmaEnv.step_arrays`, one numpy pass over
 every game of the round, laid out by flat slot (agent * K + slot). Observations are views
@@ -87,9 +88,9 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import parallel_to_aec
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from envs.core.api import DictDoor, config_problems, invalidate_infos, stack_actions
+from envs.core.api import DictDoor, config_problems
 from envs.core.events import EventLog
-from envs.core.kernel import GovernedKernel
+from envs.core.kernel import EpisodeKernel
 from envs.core.network import Network, NetworkConfig
 from envs.core.records import InteractionBatch, InteractionType
 from envs.core.slots import NeighborSlots, carry_by_pair
@@ -275,7 +276,7 @@ class _PairState:
             setattr(self, f, a)
 
 
-class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
+class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
     """The iterated prisoner's dilemma ``ParallelEnv`` (see the module docstring)."""
 
     metadata = {"name": "dilemma_v0", "render_modes": ["ansi", "human"],
@@ -391,16 +392,10 @@ class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
         self._games = np.bincount(self._g_agent, minlength=self.config.n_agents)
         self._per_game = 1.0 / np.maximum(self._games, 1)[self._g_agent]
 
-    def _carry_entries(self, old_keys: np.ndarray) -> None:
+    def _after_prune(self, old_keys: np.ndarray) -> None:
         """After the network's entries moved: carry the tie keys, choose slots again."""
-        net = self.network
-        new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
-        self._tie_key = self._tie_key[np.searchsorted(old_keys, new_keys)]
+        self._tie_key = self._tie_key[np.searchsorted(old_keys, self._entry_keys())]
         self._rebuild_slots()
-
-    def _entry_keys(self) -> np.ndarray:
-        net = self.network
-        return net.src.astype(np.int64) * self.config.n_agents + net.indices
 
     # ------------------------------------------------------------------ governance seam
     def _governance_ready(self) -> bool:
@@ -412,60 +407,16 @@ class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
         if not self._in_step:
             self._write_observations()
 
-    def cut_edges(self, agents: Any) -> int:
-        """Remove every edge of ``agents`` (a dynamic network only); returns edges cut."""
-        if not self.config.network.dynamic:
-            raise ValueError("dilemma: cutting edges needs a dynamic network "
-                             "(network.dynamic: true)")
-        idx = self._agent_index(agents)
-        old_keys = self._entry_keys()
-        cut = self.network.cut_nodes(idx)
-        if cut:
-            self._carry_entries(old_keys)
-        return cut
-
     # ------------------------------------------------------------------ step
-    def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
-        """The batched door: ``(n_agents, K)`` int moves in, rewards out.
+    def _bankruptcy_on(self) -> bool:
+        return self.config.bankruptcy
 
-        Observations are left in :attr:`obs_arrays` (updated in place); the round's records
-        in :attr:`last_batch`. Returns :attr:`reward_array`.
-        """
-        if self.network is None or self.t >= self.max_steps:
-            raise RuntimeError("dilemma: step called before reset() or after the episode "
-                               "ended; call reset()")
-        if validate:
-            actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
-                                    self.nvec, self.action_dim_names, "dilemma", self._noop)
-        invalidate_infos(self._touched)
-        c = self.config
-        t = self.t
-        epoch = t // c.steps_per_epoch
-        reward = self.reward_array
-        reward[:] = 0.0
-        with self._stepping():
-            batch = self._play(actions, t, epoch, reward)
-            self._run_step_hooks(batch, epoch if (t + 1) % c.steps_per_epoch == 0 else None)
-        self.resources += reward
-        self.cumulative_reward += reward
-        if c.bankruptcy and self._mark_bankrupt():
-            self._on_frozen_change()
-        self.last_batch = batch
-        log = self.event_log
-        if log is not None and len(batch):
-            log.interactions(t, epoch, batch)
-        self.t = t + 1
-        if self.t % c.steps_per_epoch == 0:
-            self._end_epoch(epoch)
-        if self.t >= self.max_steps:
-            self.agents = []
-            if log is not None:
-                log.run_end(step=self.t - 1, epoch=epoch)
-        self._write_observations()
-        return reward
+    def _on_bankrupt(self) -> None:
+        self._static_dirty = True
+        self._refresh_games()  # a bankrupt agent plays no more games
 
-    def _play(self, actions: np.ndarray, t: int, epoch: int,
-              reward: np.ndarray) -> InteractionBatch:
+    def _play_step(self, actions: np.ndarray, t: int, epoch: int,
+                   reward: np.ndarray) -> InteractionBatch:
         """Play every game of the round; return its records."""
         g = self._g
         m = len(g)
@@ -535,19 +486,14 @@ class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
                 self.network.strengthen(self._g_entry[both])
         return batch
 
-    def _end_epoch(self, epoch: int) -> None:
+    def _epoch_network(self) -> None:
         net = self.network
         if net.config.dynamic:
             old_keys = self._entry_keys()
             if net.end_epoch():
-                self._carry_entries(old_keys)
+                self._after_prune(old_keys)
             else:  # same entries, new weights: the heaviest edges take the slots
                 self._rebuild_slots()
-        if self.event_log is not None:
-            self.event_log.epoch_end(
-                epoch=epoch, step=self.t - 1, edges=net.edge_list(),
-                state={"reputation": self.reputation, "resources": self.resources,
-                       "frozen": self.frozen})
 
     # ------------------------------------------------------------------ observations
     def _write_observations(self) -> None:
@@ -584,17 +530,6 @@ class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
             self._static_dirty = False
 
     # ------------------------------------------------------------------ infos (lazy)
-    def _build_info(self, key: str, i: int) -> Any:
-        if key == "interactions":
-            b = self.last_batch
-            sel = np.flatnonzero((b.initiator == i) | (b.counterparty == i))
-            return b.select(sel).to_records(self.possible_agents)
-        if key == "view":
-            return self.view(i)
-        if key == "governance":
-            return self._governance_info(i)
-        raise KeyError(key)
-
     def payoff_text(self) -> dict[str, str]:
         """The payoff matrix in the config's framing, for text policies."""
         pay = self.config.payoff
@@ -656,15 +591,6 @@ class DilemmaEnv(DictDoor, GovernedKernel, ParallelEnv):
                 f"{self.step_stats['games']} | cooperation {coop:.3f} | mean p "
                 f"{(float(b.p.mean()) if len(b) else float('nan')):.3f} | mean reward "
                 f"{float(self.reward_array.mean()):.3f}")
-
-    def state(self) -> np.ndarray:
-        """Global state: resources, reputation and frozen flag of every agent."""
-        return np.stack([self.resources, self.reputation,
-                         self.frozen.astype(np.float64)], axis=1)
-
-    def close(self) -> None:
-        if self.event_log is not None:
-            self.event_log.close()
 
     def __str__(self) -> str:
         return "dilemma_v0"

@@ -45,10 +45,11 @@ dynamic network the slots are re-ranked at every epoch end; a proposal in flight
 is pruned at that moment is dropped (its effort and dressing were already paid).
 
 Governance seam. The sandbox implements :class:`envs.core.governance.GovernanceSeam` through
-the shared :class:`envs.core.kernel.GovernedKernel` (cost, weight, step, epoch, settle and
-reset hooks, per-lever freezes, reputation and resources, governance events) plus
-``cut_edges`` on its network: a lever's costs reach ``c_a``/``c_b``, payoffs, rewards,
-resources and the event log in the same step; a frozen agent may only pass and reject.
+the shared :class:`envs.core.kernel.EpisodeKernel` (the step's bookkeeping, on
+:class:`~envs.core.kernel.GovernedKernel`: cost, weight, step, epoch, settle and reset hooks,
+per-lever freezes, reputation and resources, governance events, ``cut_edges``): a lever's
+costs reach ``c_a``/``c_b``, payoffs, rewards, resources and the event log in the same step;
+a frozen agent may only pass and reject.
 
 Reputation. An accepted interaction moves the initiator's public reputation by ``p - 0.5``,
 which is also its reputation term ``r_a`` in the payoff (``r_b = 0``). The counterparty's
@@ -77,9 +78,9 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import parallel_to_aec
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from envs.core.api import DictDoor, config_problems, invalidate_infos, stack_actions
+from envs.core.api import DictDoor, config_problems
 from envs.core.events import EventLog
-from envs.core.kernel import GovernedKernel
+from envs.core.kernel import EpisodeKernel
 from envs.core.network import Network, NetworkConfig
 from envs.core.payoff import PayoffConfig, SoftPayoffEngine
 from envs.core.proxy import ProxyComputer, ProxyWeights
@@ -301,7 +302,7 @@ class ObsArrays:
                 "neighbor_mask": self.neighbor_mask, "inbox": self.inbox}
 
 
-class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
+class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
     """The sandbox ``ParallelEnv`` (see the module docstring)."""
 
     metadata = {"name": "sandbox_v0", "render_modes": ["ansi", "human"],
@@ -410,19 +411,6 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
         if not self._in_step:
             self._write_observations()
 
-    def cut_edges(self, agents: Any) -> int:
-        """Remove every edge of ``agents`` (a dynamic network only); returns edges cut."""
-        if not self.config.network.dynamic:
-            raise ValueError("sandbox: cutting edges needs a dynamic network "
-                             "(network.dynamic: true)")
-        idx = self._agent_index(agents)
-        net = self.network
-        old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
-        cut = net.cut_nodes(idx)
-        if cut:
-            self._after_prune(old_keys)
-        return cut
-
     def _new_edge_state(self) -> None:
         e = len(self.network.indices)
         # drawn once per episode and carried through pruning, so an agent's sample of a
@@ -469,46 +457,18 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
     # DictDoor's, in envs/core/api.py)
     _info_keys = ("interactions", "view", "governance")
 
-    def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
-        """The batched door: ``(n_agents, n_dims)`` int actions in, rewards out.
+    def _play_step(self, actions: np.ndarray, t: int, epoch: int,
+                   reward: np.ndarray) -> InteractionBatch:
+        """One step of the game: last step's proposals resolved, this step's delivered."""
+        batch = self._resolve(actions, t, epoch, reward)
+        self._propose(actions, t, reward)
+        return batch
 
-        Observations are left in :attr:`obs_arrays` (updated in place); the step's
-        interactions in :attr:`last_batch`. Returns :attr:`reward_array`.
-        """
-        if self.network is None or self.t >= self.max_steps:
-            raise RuntimeError("sandbox: step called before reset() or after the episode "
-                               "ended; call reset()")
-        if validate:
-            actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
-                                    self.nvec, self.action_dim_names, "sandbox", self._noop)
-        invalidate_infos(self._touched)
-        c = self.config
-        t = self.t
-        epoch = t // c.steps_per_epoch
-        reward = self.reward_array
-        reward[:] = 0.0
-        with self._stepping():
-            batch = self._resolve(actions, t, epoch, reward)
-            self._propose(actions, t, reward)
-            self._run_step_hooks(batch, epoch if (t + 1) % c.steps_per_epoch == 0 else None)
-        self.resources += reward
-        self.cumulative_reward += reward
-        if self._mark_bankrupt():  # resources ran out: frozen for good
-            self._static_dirty = True
-        self.last_batch = batch
+    def _on_bankrupt(self) -> None:
+        self._static_dirty = True  # masks follow when the observations are written
+
+    def _after_step(self, batch: InteractionBatch) -> None:
         self._history.append(batch)
-        log = self.event_log
-        if log is not None and len(batch):
-            log.interactions(t, epoch, batch)
-        self.t = t + 1
-        if self.t % c.steps_per_epoch == 0:
-            self._end_epoch(epoch)
-        if self.t >= self.max_steps:
-            self.agents = []
-            if log is not None:
-                log.run_end(step=self.t - 1, epoch=epoch)
-        self._write_observations()
-        return reward
 
     def _resolve(self, actions: np.ndarray, t: int, epoch: int,
                  reward: np.ndarray) -> InteractionBatch:
@@ -622,9 +582,9 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
             task_progress=progress[k], rework=rework[k], rejections=rejections[k],
             misuse=misuse[k], engagement=engagement[k], v_hat=v_hat[k], p=p[k])
 
-    def _end_epoch(self, epoch: int) -> None:
+    def _epoch_network(self) -> None:
         net = self.network
-        old_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
+        old_keys = self._entry_keys()
         changed = net.end_epoch()
         if not changed and net.config.dynamic:
             if not self._reranked:
@@ -633,16 +593,10 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
                 self._entry_feat[:len(net.indices), _N["edge_weight"]] = net.weights
         if changed:
             self._after_prune(old_keys)
-        if self.event_log is not None:
-            self.event_log.epoch_end(
-                epoch=epoch, step=self.t - 1, edges=net.edge_list(),
-                state={"reputation": self.reputation, "resources": self.resources,
-                       "frozen": self.frozen})
 
     def _after_prune(self, old_keys: np.ndarray) -> None:
         """Carry per-entry state and proposals in flight over a rebuilt network."""
-        net = self.network
-        new_keys = net.src.astype(np.int64) * self.config.n_agents + net.indices
+        new_keys = self._entry_keys()
         pos = np.searchsorted(old_keys, new_keys)
         self.trust_sum = self.trust_sum[pos]
         self.trust_cnt = self.trust_cnt[pos]
@@ -719,17 +673,6 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
         s[:, _S["inbox_count"]] = np.bincount(rows, minlength=n)
 
     # ------------------------------------------------------------------ infos (lazy)
-    def _build_info(self, key: str, i: int) -> Any:
-        if key == "interactions":
-            b = self.last_batch
-            sel = np.flatnonzero((b.initiator == i) | (b.counterparty == i))
-            return b.select(sel).to_records(self.possible_agents)
-        if key == "view":
-            return self.view(i)
-        if key == "governance":
-            return self._governance_info(i)
-        raise KeyError(key)
-
     def view(self, i: int | str) -> dict:
         """A JSON-able neighbourhood view of one agent (what a text policy is shown)."""
         if isinstance(i, str):
@@ -804,15 +747,6 @@ class SandboxEnv(DictDoor, GovernedKernel, ParallelEnv):
                 f"{(float(b.p[acc].mean()) if acc.any() else float('nan')):.3f} | "
                 f"mean reputation {float(self.reputation.mean()):.3f}")
         return line
-
-    def state(self) -> np.ndarray:
-        """Global state: resources, reputation and frozen flag of every agent."""
-        return np.stack([self.resources, self.reputation,
-                         self.frozen.astype(np.float64)], axis=1)
-
-    def close(self) -> None:
-        if self.event_log is not None:
-            self.event_log.close()
 
     def __str__(self) -> str:
         return "sandbox_v0"

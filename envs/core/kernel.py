@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GovernedKernel"]
+from envs.core.api import invalidate_infos, stack_actions
+
+__all__ = ["EpisodeKernel", "GovernedKernel"]
 
 
 class GovernedKernel:
@@ -268,3 +270,114 @@ class GovernedKernel:
             raise ValueError(f"{self._label}: agent indices must lie in 0..{n - 1}, got "
                              f"{idx[(idx < 0) | (idx >= n)][:5].tolist()}")
         return idx
+
+
+class EpisodeKernel(GovernedKernel):
+    """The bookkeeping around a variant's game that every variant shares: one step, the
+    epoch end, infos, cuts, state.
+
+    On top of :class:`GovernedKernel`'s contract the host provides ``config.n_agents``,
+    ``network``, ``cumulative_reward``, ``last_batch``, ``_touched`` (the dict door's
+    touched infos), ``nvec``, ``action_dim_names`` and ``_noop``, and implements:
+
+    - ``_play_step(actions, t, epoch, reward) -> InteractionBatch``: its game for one step,
+      adding to ``reward`` (the governance hooks' step has begun: cost and weight hooks apply
+      here);
+    - ``_epoch_network()``: its network's dynamics at an epoch end (before it is logged);
+    - ``_after_prune(old_keys)``: carry its per-entry state once the network's entries moved
+      (``old_keys``: ``src * n + neighbour`` of every entry before);
+    - ``_write_observations()``, ``view(i)``;
+
+    and may override ``_bankruptcy_on()`` (default: on), ``_on_bankrupt()`` (after new
+    bankruptcies) and ``_after_step(batch)``.
+    """
+
+    def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
+        """The batched door: ``(n_agents, n_dims)`` int actions in, rewards out.
+
+        Observations are left in ``obs_arrays`` (updated in place), the step's interaction
+        records in ``last_batch``. Returns ``reward_array``.
+        """
+        if self.network is None or self.t >= self.max_steps:
+            raise RuntimeError(f"{self._label}: step called before reset() or after the "
+                               "episode ended; call reset()")
+        if validate:
+            actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
+                                    self.nvec, self.action_dim_names, self._label, self._noop)
+        invalidate_infos(self._touched)
+        spe = self.config.steps_per_epoch
+        t = self.t
+        epoch = t // spe
+        reward = self.reward_array
+        reward[:] = 0.0
+        with self._stepping():
+            batch = self._play_step(actions, t, epoch, reward)
+            self._run_step_hooks(batch, epoch if (t + 1) % spe == 0 else None)
+        self.resources += reward
+        self.cumulative_reward += reward
+        if self._bankruptcy_on() and self._mark_bankrupt():  # frozen for good
+            self._on_bankrupt()
+        self.last_batch = batch
+        self._after_step(batch)
+        log = self.event_log
+        if log is not None and len(batch):
+            log.interactions(t, epoch, batch)
+        self.t = t + 1
+        if self.t % spe == 0:
+            self._epoch_network()
+            if log is not None:
+                log.epoch_end(epoch=epoch, step=t, edges=self.network.edge_list(),
+                              state={"reputation": self.reputation,
+                                     "resources": self.resources, "frozen": self.frozen})
+        if self.t >= self.max_steps:
+            self.agents = []
+            if log is not None:
+                log.run_end(step=t, epoch=epoch)
+        self._write_observations()
+        return reward
+
+    def _bankruptcy_on(self) -> bool:
+        return True
+
+    def _on_bankrupt(self) -> None:
+        self._on_frozen_change()
+
+    def _after_step(self, batch: Any) -> None:
+        """Called with each step's records once they are final."""
+
+    def _entry_keys(self) -> np.ndarray:
+        """``src * n + neighbour`` of every network entry (sorted, as the CSR is)."""
+        net = self.network
+        return net.src.astype(np.int64) * self.config.n_agents + net.indices
+
+    def cut_edges(self, agents: Any) -> int:
+        """Remove every edge of ``agents`` (a dynamic network only); returns edges cut."""
+        if not self.config.network.dynamic:
+            raise ValueError(f"{self._label}: cutting edges needs a dynamic network "
+                             "(network.dynamic: true)")
+        idx = self._agent_index(agents)
+        old_keys = self._entry_keys()
+        cut = self.network.cut_nodes(idx)
+        if cut:
+            self._after_prune(old_keys)
+        return cut
+
+    def _build_info(self, key: str, i: int) -> Any:
+        if key == "interactions":
+            b = self.last_batch
+            sel = np.flatnonzero((b.initiator == i) | (b.counterparty == i))
+            return b.select(sel).to_records(self.possible_agents)
+        if key == "view":
+            return self.view(i)
+        if key == "governance":
+            return self._governance_info(i)
+        raise KeyError(key)
+
+    def state(self) -> np.ndarray:
+        """Global state: resources, reputation and frozen flag of every agent."""
+        return np.stack([self.resources, self.reputation,
+                         self.frozen.astype(np.float64)], axis=1)
+
+    def close(self) -> None:
+        if self.event_log is not None:
+            self.event_log.close()
