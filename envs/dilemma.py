@@ -91,7 +91,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from envs.core.api import DictDoor, config_problems
 from envs.core.events import EventLog
 from envs.core.kernel import EpisodeKernel
-from envs.core.network import Network, NetworkConfig
+from envs.core.network import NetworkConfig
 from envs.core.records import InteractionBatch, InteractionType
 from envs.core.slots import NeighborSlots, carry_by_pair
 
@@ -282,6 +282,7 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
     metadata = {"name": "dilemma_v0", "render_modes": ["ansi", "human"],
                 "is_parallelizable": True}
     _label = "dilemma"
+    env_id = "dilemma-v0"
     _info_keys = ("interactions", "view", "governance")
 
     def __init__(self, config: DilemmaConfig | None = None, *,
@@ -291,20 +292,14 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         elif overrides:
             config = DilemmaConfig(**{**config.model_dump(), **overrides})
         self.config = c = config
-        self.render_mode = c.render_mode
+        self._init_episode(event_log)
         # no agent has more than n - 1 neighbours: two agents get one slot each
-        n, self.K, self.H = c.n_agents, min(c.max_neighbors, c.n_agents - 1), c.history_length
-        self.possible_agents = [f"agent_{i}" for i in range(n)]
-        self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
-        self.agents: list[str] = []
-        self.groups = list(c.groups) if c.groups is not None else ["agent"] * n
+        self.K, self.H = min(c.max_neighbors, c.n_agents - 1), c.history_length
         self.nvec = np.full(self.K, 2, dtype=np.int64)
         self.action_dim_names = [f"move_{k}" for k in range(self.K)]
         self._noop = np.zeros(self.K, dtype=np.int64)
         self._table = c.payoff.table()
         self._post = c.posterior()
-        self.max_steps = c.n_epochs * c.steps_per_epoch
-        self._rng = np.random.default_rng()
         K, H = self.K, self.H
         self._obs_space = spaces.Dict({
             "self": spaces.Box(-np.inf, np.inf, (len(SELF_FEATURES),), np.float32),
@@ -315,35 +310,12 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
             "action_mask": spaces.Tuple([spaces.MultiBinary(2) for _ in range(K)]),
         })
         self._make_spaces()
-        if isinstance(event_log, (str, Path)):
-            event_log = EventLog(event_log)
-        self.event_log: EventLog | None = event_log
-        self._seed: int | None = None
-        self._episode = -1
-        self._init_governance()
-        self.network: Network | None = None
         self.obs_arrays: ObsArrays | None = None
-        self.t = 0
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None, options: dict | None = None):
-        c = self.config
-        n, K = c.n_agents, self.K
-        c.network.check_memory(n, K, extra_bytes=n * K * (2 * self.H + 64))
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        self._reset_governance(n, seed)
-        self._seed = seed
-        self._episode += 1
-        net_seed = int(self._rng.integers(2**31 - 1))
-        self.network = Network.from_config(c.network, n, seed=net_seed)
-        self.t = 0
-        self.agents = list(self.possible_agents)
-        self.resources = np.full(n, c.initial_resources, dtype=np.float64)
-        self.reputation = np.full(n, c.initial_reputation, dtype=np.float64)
-        self.frozen = np.zeros(n, dtype=bool)
-        self.reward_array = np.zeros(n, dtype=np.float64)
-        self.cumulative_reward = np.zeros(n, dtype=np.float64)
+        n, K = self.config.n_agents, self.K
+        self._reset_episode(seed, K, extra_bytes=n * K * (2 * self.H + 64))
         self._tie_key = self._rng.random(len(self.network.indices))
         self._pairs = _PairState(n * K, self.H)
         self.slots: NeighborSlots | None = None
@@ -351,14 +323,7 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self.last_batch = _EMPTY_BATCH
         self.step_stats: dict[str, int] = {"games": 0, "cooperated": 0}
         self.obs_arrays = ObsArrays(n, K, self.H)
-        self._build_dicts()
-        self._run_reset_hooks()
-        self._write_observations()
-        if self.event_log is not None:
-            self.event_log.run_start(env="dilemma-v0", config=c.model_dump(mode="json"),
-                                     seed=self._seed, agents=self.possible_agents,
-                                     groups=self.groups, episode=self._episode)
-        return self._observations_out(), self.infos
+        return self._finish_reset()
 
     # ------------------------------------------------------------------ slots and games
     def _rebuild_slots(self) -> None:

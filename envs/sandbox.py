@@ -81,7 +81,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from envs.core.api import DictDoor, config_problems
 from envs.core.events import EventLog
 from envs.core.kernel import EpisodeKernel
-from envs.core.network import Network, NetworkConfig
+from envs.core.network import NetworkConfig
 from envs.core.payoff import PayoffConfig, SoftPayoffEngine
 from envs.core.proxy import ProxyComputer, ProxyWeights
 from envs.core.records import InteractionBatch, InteractionType
@@ -315,12 +315,8 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
         elif overrides:
             config = SandboxConfig(**{**config.model_dump(), **overrides})
         self.config = c = config
-        self.render_mode = c.render_mode
+        self._init_episode(event_log)
         n, self.K, self.M = c.n_agents, c.max_neighbors, c.inbox_size
-        self.possible_agents = [f"agent_{i}" for i in range(n)]
-        self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
-        self.agents: list[str] = []
-        self.groups = list(c.groups) if c.groups is not None else ["agent"] * n
         self.team = np.asarray(c.teams if c.teams is not None else [-1] * n, dtype=np.int64)
         self.nvec = np.array([len(KINDS) + 1, self.K, len(c.effort_levels),
                               len(c.dressing_levels), len(c.transfer_levels)]
@@ -335,8 +331,6 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self._counts = _PoissonTable([sig.good_rework, sig.good_rejections, sig.good_misuse],
                                      [sig.bad_rework, sig.bad_rejections, sig.bad_misuse])
         self.payoff = SoftPayoffEngine(c.payoff)
-        self.max_steps = c.n_epochs * c.steps_per_epoch
-        self._rng = np.random.default_rng()
         self._obs_space = spaces.Dict({
             "self": spaces.Box(-np.inf, np.inf, (len(SELF_FEATURES),), np.float32),
             "neighbors": spaces.Box(-np.inf, np.inf, (self.K, len(NEIGHBOR_FEATURES)),
@@ -346,37 +340,15 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
             "action_mask": spaces.Tuple([spaces.MultiBinary(int(k)) for k in self.nvec]),
         })
         self._make_spaces()
-        if isinstance(event_log, (str, Path)):
-            event_log = EventLog(event_log)
-        self.event_log: EventLog | None = event_log
-        self._seed: int | None = None
-        self._episode = -1
-        self._init_governance()
-        self.network: Network | None = None
-        self.t = 0
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None, options: dict | None = None):
         c = self.config
         n = c.n_agents
-        c.network.check_memory(n, c.max_neighbors, extra_bytes=256 * n * c.inbox_size)
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        self._reset_governance(n, seed)
-        self._seed = seed
-        self._episode += 1
-        net_seed = int(self._rng.integers(2**31 - 1))
-        self.network = Network.from_config(c.network, n, seed=net_seed)
-        self.t = 0
-        self.agents = list(self.possible_agents)
-        self.resources = np.full(n, c.initial_resources, dtype=np.float64)
-        self.reputation = np.full(n, c.initial_reputation, dtype=np.float64)
-        self.frozen = np.zeros(n, dtype=bool)
+        self._reset_episode(seed, c.max_neighbors, extra_bytes=256 * n * c.inbox_size)
         self.n_initiated = np.zeros(n, dtype=np.int64)
         self.n_accepted_init = np.zeros(n, dtype=np.int64)
         self.last_proposal = np.full(n, -1, dtype=np.int64)
-        self.reward_array = np.zeros(n, dtype=np.float64)
-        self.cumulative_reward = np.zeros(n, dtype=np.float64)
         self._new_edge_state()
         self._rebuild_slots()
         self._pending = _NO_PROPOSALS
@@ -389,19 +361,12 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self._resp_mask[:, :, 1] = 0
         self._inbox_rows = np.zeros(0, dtype=np.int64)
         self._inbox_slots = np.zeros(0, dtype=np.int64)
-        self._build_dicts()
-        self._run_reset_hooks()
-        self._write_observations()
-        if self.event_log is not None:
-            self.event_log.run_start(env="sandbox-v0", config=c.model_dump(mode="json"),
-                                     seed=self._seed, agents=self.possible_agents,
-                                     groups=self.groups, episode=self._episode)
-        obs = self._observations_out()
-        return obs, self.infos
+        return self._finish_reset()
 
     # ------------------------------------------------------------------ governance seam
     # (the hooks, freezes and events are GovernedKernel's, in envs/core/kernel.py)
     _label = "sandbox"
+    env_id = "sandbox-v0"
 
     def _governance_ready(self) -> bool:
         return self.network is not None

@@ -292,6 +292,66 @@ class EpisodeKernel(GovernedKernel):
     bankruptcies) and ``_after_step(batch)``.
     """
 
+    env_id = "env-v0"  # the registered id, logged in run_start
+
+    def _init_episode(self, event_log: Any) -> None:
+        """``__init__``'s shared part, once ``config`` is set: agents, groups, the log."""
+        from pathlib import Path
+
+        from envs.core.events import EventLog
+
+        c = self.config
+        self.render_mode = c.render_mode
+        self.possible_agents = [f"agent_{i}" for i in range(c.n_agents)]
+        self.agent_name_mapping = {a: i for i, a in enumerate(self.possible_agents)}
+        self.agents: list[str] = []
+        self.groups = list(c.groups) if c.groups is not None else ["agent"] * c.n_agents
+        self.max_steps = c.n_epochs * c.steps_per_epoch
+        self._rng = np.random.default_rng()
+        if isinstance(event_log, (str, Path)):
+            event_log = EventLog(event_log)
+        self.event_log = event_log
+        self._seed: int | None = None
+        self._episode = -1
+        self._init_governance()
+        self.network = None
+        self.t = 0
+
+    def _reset_episode(self, seed: int | None, max_neighbors: int, extra_bytes: int) -> None:
+        """``reset``'s shared first part: memory check, seeding, the network, the agents'
+        resources, reputation, freezes and rewards."""
+        from envs.core.network import Network
+
+        c = self.config
+        n = c.n_agents
+        c.network.check_memory(n, max_neighbors, extra_bytes=extra_bytes)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._reset_governance(n, seed)
+        self._seed = seed
+        self._episode += 1
+        net_seed = int(self._rng.integers(2**31 - 1))
+        self.network = Network.from_config(c.network, n, seed=net_seed)
+        self.t = 0
+        self.agents = list(self.possible_agents)
+        self.resources = np.full(n, c.initial_resources, dtype=np.float64)
+        self.reputation = np.full(n, c.initial_reputation, dtype=np.float64)
+        self.frozen = np.zeros(n, dtype=bool)
+        self.reward_array = np.zeros(n, dtype=np.float64)
+        self.cumulative_reward = np.zeros(n, dtype=np.float64)
+
+    def _finish_reset(self) -> tuple[dict, dict]:
+        """``reset``'s shared last part, once the variant's arrays exist: the dict views,
+        the levers' reset hooks, the first observations, ``run_start``."""
+        self._build_dicts()
+        self._run_reset_hooks()
+        self._write_observations()
+        if self.event_log is not None:
+            self.event_log.run_start(env=self.env_id, config=self.config.model_dump(mode="json"),
+                                     seed=self._seed, agents=self.possible_agents,
+                                     groups=self.groups, episode=self._episode)
+        return self._observations_out(), self.infos
+
     def step_arrays(self, actions: np.ndarray, validate: bool = True) -> np.ndarray:
         """The batched door: ``(n_agents, n_dims)`` int actions in, rewards out.
 
