@@ -567,24 +567,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result.failures else 0
 
 
-def cmd_tournament(args: argparse.Namespace) -> int:
-    """A round robin of prisoner's-dilemma strategies: the ranked table, its CSV files (and
-    a heatmap of the payoff matrix)."""
-    import importlib.util
+def _strategies_and_payoffs(names: Sequence[str], payoffs: str
+                            ) -> tuple[list[str], tuple[float, float, float, float]]:
+    """``--strategies`` and ``--payoffs`` checked: an unknown name or a bad payoff is one
+    line naming the flag."""
+    from baselines.strategies import strategy_class
+    from baselines.tournament import parse_payoffs
 
-    from baselines.strategies import CLASSIC, strategy_class
-    from baselines.tournament import parse_payoffs, round_robin
-
-    strategies = list(args.strategies or CLASSIC)
-    for name in strategies:
+    for name in names:
         try:
             strategy_class(name)
         except ValueError as e:
             raise _Failure(f"--strategies: {e}") from None
     try:
-        payoffs = parse_payoffs(args.payoffs)
+        return list(names), parse_payoffs(payoffs)
     except ValueError as e:
         raise _Failure(f"--payoffs: {e}") from None
+
+
+def cmd_tournament(args: argparse.Namespace) -> int:
+    """A round robin of prisoner's-dilemma strategies: the ranked table, its CSV files (and
+    a heatmap of the payoff matrix)."""
+    import importlib.util
+
+    from baselines.strategies import CLASSIC
+    from baselines.tournament import round_robin
+
+    strategies, payoffs = _strategies_and_payoffs(args.strategies or CLASSIC, args.payoffs)
     if not 0.0 <= args.noise <= 1.0:
         raise _Failure(f"--noise: expected a probability in [0, 1], got {args.noise}")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -618,8 +627,6 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     probabilities over ``--runs``) or imitation dynamics on a network; prints the outcome and
     writes a CSV (``evolution.csv``: shares per step or generation; ``fixation.csv``)."""
     from baselines import evolution
-    from baselines.strategies import strategy_class
-    from baselines.tournament import parse_payoffs
 
     flags = {"counts": "--counts", "initial": "--counts", "n_agents": "--n-agents",
              "max_steps": "--max-steps", "network": "--network", "beta": "--beta",
@@ -635,16 +642,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
             return _Failure(f"{flags[head]}{text[len(head):]}")
         return _Failure(f"{flags[head]}: {text}")
 
-    strategies = list(args.strategies)
-    for name in strategies:
-        try:
-            strategy_class(name)
-        except ValueError as e:
-            raise _Failure(f"--strategies: {e}") from None
-    try:
-        payoffs = parse_payoffs(args.payoffs)
-    except ValueError as e:
-        raise _Failure(f"--payoffs: {e}") from None
+    strategies, payoffs = _strategies_and_payoffs(args.strategies, args.payoffs)
     if args.counts is not None and len(args.counts) != len(strategies):
         raise _Failure(f"--counts: expected one count per strategy ({len(strategies)}), got "
                        f"{len(args.counts)}")

@@ -541,10 +541,6 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         """What each action dimension means (for docs and text policies)."""
         return {f"move_{k}": ["C", "D"] for k in range(self.K)}
 
-    def action_masks(self) -> np.ndarray:
-        """Flat ``(n_agents, 2 * K)`` int8 masks (the layout MaskablePPO expects)."""
-        return self.obs_arrays.action_mask
-
     # ------------------------------------------------------------------ misc
     def render(self) -> str | None:
         if self.render_mode is None:

@@ -695,10 +695,6 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
             **{f"respond_{m}": ["reject", "accept"] for m in range(self.M)},
         }
 
-    def action_masks(self) -> np.ndarray:
-        """Flat ``(n_agents, sum(nvec))`` int8 masks (the layout MaskablePPO expects)."""
-        return self.obs_arrays.action_mask
-
     # ------------------------------------------------------------------ misc
     def render(self) -> str | None:
         if self.render_mode is None:

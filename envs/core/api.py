@@ -325,6 +325,10 @@ class DictDoor:
         """The epoch of the step being played (the last epoch once the episode is over)."""
         return min(self.t, self.max_steps - 1) // self.config.steps_per_epoch
 
+    def action_masks(self) -> np.ndarray:
+        """Flat ``(n_agents, sum(nvec))`` int8 masks (the layout MaskablePPO expects)."""
+        return self.obs_arrays.action_mask
+
     def sample_actions(self, rng: np.random.Generator | None = None) -> np.ndarray:
         """Uniformly random valid actions of every agent, in one vectorised draw.
 
