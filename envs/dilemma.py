@@ -500,7 +500,7 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         pay = self.config.payoff
         if pay.framing == "prison_years":
             def say(v: float) -> str:
-                years = -v
+                years = 0.0 - v  # not -v: a payoff of 0 is "0 years", never "-0 years"
                 return f"{years:g} year{'s' if years != 1 else ''} in prison"
         else:
             def say(v: float) -> str:
