@@ -411,7 +411,10 @@ class EpisodeKernel(GovernedKernel):
         return net.src.astype(np.int64) * self.config.n_agents + net.indices
 
     def cut_edges(self, agents: Any) -> int:
-        """Remove every edge of ``agents`` (a dynamic network only); returns edges cut."""
+        """Remove every edge of ``agents`` (a dynamic network only); returns edges cut.
+
+        The slots are chosen again and, between steps, the observations and masks follow
+        at once (as after :meth:`set_frozen`)."""
         if not self.config.network.dynamic:
             raise ValueError(f"{self._label}: cutting edges needs a dynamic network "
                              "(network.dynamic: true)")
@@ -420,6 +423,8 @@ class EpisodeKernel(GovernedKernel):
         cut = self.network.cut_nodes(idx)
         if cut:
             self._after_prune(old_keys)
+            if not self._in_step:  # a cut between steps: the masks follow at once
+                self._write_observations()
         return cut
 
     def _build_info(self, key: str, i: int) -> Any:
