@@ -44,6 +44,7 @@ CONFIGS = {
     "scale_free_capped": {"n_agents": 40, "max_neighbors": 3, "noise": 0.05,
                           "network": {"topology": "scale_free", "m": 2},
                           "n_epochs": 2, "steps_per_epoch": 3},
+    "copying": {"n_agents": 5, "copy_observations": True, "n_epochs": 1, "steps_per_epoch": 4},
     "dynamic_realized": {"n_agents": 10, "reward_mode": "realized", "perception_noise": 0.1,
                          "network": {"topology": "small_world", "k": 4, "dynamic": True,
                                      "decay": 0.3, "min_weight": 0.3},
@@ -450,6 +451,40 @@ def test_frozen_agent_plays_nothing_and_partners_masks_follow():
     assert [m.tolist() for m in obs["agent_2"]["action_mask"]][:2] == [[1, 1], [1, 1]]
     env.step({a: np.ones(4, dtype=np.int64) for a in env.possible_agents})
     assert len(env.last_batch) == 12
+
+
+def test_sample_actions_respect_the_masks():
+    env = make(n_agents=60, max_neighbors=3, network={"topology": "scale_free", "m": 2})
+    env.reset(seed=1)
+    env.set_frozen([0, 1, 2], lever="x")
+    rng = np.random.default_rng(0)
+    draws = np.stack([env.sample_actions(rng) for _ in range(200)])
+    can_defect = env.obs_arrays.action_mask[:, 1::2] == 1
+    assert can_defect.any() and not can_defect.all()
+    assert (draws[:, ~can_defect] == 0).all()
+    assert abs(draws[:, can_defect].mean() - 0.5) < 0.02  # uniform over {C, D}
+    assert (draws[:, :3] == 0).all()
+
+
+def test_bankruptcy_freezes_for_good_when_on():
+    def run(bankruptcy):
+        env = make(n_agents=3, payoff={"preset": "llm_study"}, initial_resources=1.0,
+                   bankruptcy=bankruptcy, n_epochs=1, steps_per_epoch=3)
+        env.reset(seed=0)
+        # agents 1 and 2 defect on agent 0, who cooperates: S + S = -2 for it
+        env.step_arrays(toward(env, {(1, 0): D, (2, 0): D}))
+        assert env.resources.tolist() == [-1.0, 6.0, 6.0]
+        env.step_arrays(np.ones((3, 2), dtype=np.int64))
+        return env
+
+    env = run(True)
+    assert env.frozen.tolist() == [True, False, False]
+    assert pairs_of(env.last_batch) == {(1, 2), (2, 1)}
+    assert (env.obs_arrays.action_mask[0, 1::2] == 0).all()
+    with pytest.raises(ValueError, match="bankrupt"):
+        env.set_frozen([0], False, lever="bankrupt")
+    env = run(False)  # the default: payoffs are scores, nobody is frozen
+    assert not env.frozen.any() and len(env.last_batch) == 6
 
 
 def test_infos_are_this_rounds_records():
