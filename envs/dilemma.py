@@ -356,6 +356,8 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self._g_upper = np.flatnonzero(self._g_agent < self._g_nb)  # one side per game
         self._games = np.bincount(self._g_agent, minlength=self.config.n_agents)
         self._per_game = 1.0 / np.maximum(self._games, 1)[self._g_agent]
+        # slots shown but not played (a frozen side): their move history stands still
+        self._stale = np.flatnonzero(slots.mask.ravel() & ~played)
 
     def _after_prune(self, old_keys: np.ndarray) -> None:
         """After the network's entries moved: carry the tie keys, choose slots again."""
@@ -401,9 +403,9 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         rev = self._g_rev
         x_partner, p_partner, seen = x[rev], p[rev], y[rev]
         table = self._table
-        if c.reward_mode == "soft":
-            row = table[x]                     # (m, 2): my payoff against C, against D
-            pay = row[:, 0] * p_partner + row[:, 1] * (1.0 - p_partner)
+        if c.reward_mode == "soft":  # my payoff against C, against D (1-D takes: cheaper)
+            pay = (table[:, C].take(x) * p_partner
+                   + table[:, D].take(x) * (1.0 - p_partner))
         else:
             pay = table[x, x_partner]
         cooperated = x == C
@@ -433,11 +435,20 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self.reputation += np.bincount(self._g_agent, weights=batch.r_a, minlength=n)
         # what each side remembers of the game
         st = self._pairs
+        stale = self._stale
         for hist, move in ((st.their, seen), (st.mine, x)):
-            h = hist[g]
-            h[:, :-1] = h[:, 1:]
-            h[:, -1] = move
-            hist[g] = h
+            # every row one move left in one contiguous byte shift (a gather/scatter of the
+            # played rows cost ~4x more); empty slots' rows are all zero and stay so, the
+            # rows of slots shown but not played are put back
+            keep = hist[stale] if len(stale) else None
+            flat = hist.view()
+            flat.shape = (-1,)  # raises rather than copies if hist were not contiguous
+            flat[:-1] = flat[1:]
+            last = np.zeros(len(hist), dtype=np.int8)
+            last[g] = move
+            hist[:, -1] = last
+            if keep is not None:
+                hist[stale] = keep
         st.rounds[g] += 1
         st.seen_coop[g] += seen == C
         st.my_coop[g] += cooperated

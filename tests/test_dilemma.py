@@ -425,6 +425,11 @@ def test_frozen_agent_plays_nothing_and_partners_masks_follow():
                steps_per_epoch=5)
     obs, _ = env.reset(seed=0)
     base = env.unwrapped
+    env.step({a: np.array([D, C, 0, 0]) for a in env.possible_agents})  # some history first
+    k12 = slot_of(base, 1, 2)
+    before = (obs["agent_1"]["their_moves"][k12].copy(), obs["agent_1"]["my_moves"][k12].copy(),
+              obs["agent_1"]["neighbors"][k12].copy())
+    assert before[0][-1] == [D, C][slot_of(base, 2, 1)]
     base.set_frozen(["agent_2"], lever="x")
     # masks follow at once, before any step
     assert [m.tolist() for m in obs["agent_2"]["action_mask"]] == [[1, 0]] * 4
@@ -441,6 +446,12 @@ def test_frozen_agent_plays_nothing_and_partners_masks_follow():
     assert 2 not in b.initiator and 2 not in b.counterparty
     assert len(b) == 2 * 4  # the ring's 6 edges less agent_2's two
     assert rewards["agent_2"] == 0.0 and rewards["agent_1"] == 1.0  # one DD game
+    # the frozen pair's history stands still (the other pair's moved on)
+    assert np.array_equal(obs["agent_1"]["their_moves"][k12], before[0])
+    assert np.array_equal(obs["agent_1"]["my_moves"][k12], before[1])
+    assert np.array_equal(obs["agent_1"]["neighbors"][k12], before[2])
+    assert obs["agent_1"]["their_moves"][1 - k12, -2:].tolist() == [
+        [D, C][slot_of(base, 0, 1)], D]
     assert env.infos["agent_2"]["interactions"] == []
     # another lever's freeze is its own: lifting "y" leaves "x" in force
     base.set_frozen(["agent_2"], lever="y")
