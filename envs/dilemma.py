@@ -441,8 +441,9 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
             # played rows cost ~4x more); empty slots' rows are all zero and stay so, the
             # rows of slots shown but not played are put back
             keep = hist[stale] if len(stale) else None
-            flat = hist.view()
-            flat.shape = (-1,)  # raises rather than copies if hist were not contiguous
+            if not hist.flags.c_contiguous:  # reshape would copy: the shift would be lost
+                raise AssertionError("dilemma: move history must be C-contiguous")
+            flat = hist.reshape(-1)
             flat[:-1] = flat[1:]
             last = np.zeros(len(hist), dtype=np.int8)
             last[g] = move
