@@ -220,7 +220,7 @@ def dilemma_part(args: argparse.Namespace) -> dict:
     base = DilemmaCase(n, steps, seed)
     noisy = DilemmaCase(n, steps, seed, noise=0.05, perception_noise=0.1)
     sandbox = SandboxCase(n, steps, seed)
-    variants = {
+    variants: dict[str, tuple[DilemmaCase | SandboxCase, str]] = {
         "dilemma step_arrays (validate=False)": (base, "arrays"),
         "dilemma step_arrays (validate=True)": (base, "validate"),
         "dilemma env.step (dict)": (base, "dict"),
@@ -272,8 +272,9 @@ def dilemma_part(args: argparse.Namespace) -> dict:
           f"with validation {n / med[names[1]] / 1e6:.2f} M")
     print(f"- env.step: {dct / 1e6:.2f} M agent-steps/s (target >= {TARGET_DICT / 1e6:.0f} M: "
           f"{'met' if dct >= TARGET_DICT else 'NOT met'})")
-    print(f"- time per step, ratios: validate=True / False {ratios['validate_over_no_validate']:.2f}"
-          f"x; env.step / step_arrays {ratios['dict_over_arrays']:.2f}x; noise / no noise "
+    print(f"- time per step, ratios: validate=True / False "
+          f"{ratios['validate_over_no_validate']:.2f}x; env.step / step_arrays "
+          f"{ratios['dict_over_arrays']:.2f}x; noise / no noise "
           f"{ratios['noise_over_no_noise']:.2f}x; dilemma / sandbox: step_arrays "
           f"{ratios['dilemma_arrays_over_sandbox_arrays']:.2f}x, env.step "
           f"{ratios['dilemma_dict_over_sandbox_dict']:.2f}x")

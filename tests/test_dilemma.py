@@ -11,7 +11,6 @@ and masks; 5. noise and labels; 6. rewards and records; 7. mutual slots; 8. dyna
 
 from __future__ import annotations
 
-import itertools
 import warnings
 
 import numpy as np
@@ -80,9 +79,9 @@ def play(env, seed: int, door: str, action_seed: int = 7, actions_fn=None) -> li
     agents = list(base.possible_agents)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(action_seed)
-    trace = [{"obs": obs_copy(base)}]
+    trace: list[dict] = [{"obs": obs_copy(base)}]
     # the dict door's observations are views of the batched door's arrays
-    for k, name in enumerate(("self", "neighbors", "their_moves", "my_moves")):
+    for name in ("self", "neighbors", "their_moves", "my_moves"):
         assert np.array_equal(obs[agents[-1]][name], trace[0]["obs"][name][-1])
     for t in range(base.max_steps):
         actions = base.sample_actions(rng) if actions_fn is None else actions_fn(t, base)
@@ -496,6 +495,26 @@ def test_bankruptcy_freezes_for_good_when_on():
         env.set_frozen([0], False, lever="bankrupt")
     env = run(False)  # the default: payoffs are scores, nobody is frozen
     assert not env.frozen.any() and len(env.last_batch) == 6
+
+
+def test_copy_observations_render_and_state():
+    env = make(n_agents=4, copy_observations=True, render_mode="ansi")
+    env.reset(seed=0)
+    first, *_ = env.step({a: np.ones(3, dtype=np.int64) for a in env.possible_agents})
+    kept = first["agent_0"]["their_moves"].copy()
+    assert not np.shares_memory(first["agent_0"]["their_moves"], env.obs_arrays.their_moves)
+    second, *_ = env.step({a: np.zeros(3, dtype=np.int64) for a in env.possible_agents})
+    assert np.array_equal(first["agent_0"]["their_moves"], kept)  # a copy: left alone
+    assert second["agent_0"]["their_moves"][:, -2:].tolist() == [[D, C]] * 3
+    assert env.render() == ("round 2/200 epoch 0 | games 6 | cooperation 1.000 | mean p "
+                            "1.000 | mean reward 9.000")
+    assert env.state().shape == (4, 3)
+    # without copies, the dicts are views updated in place
+    env = make(n_agents=4)
+    obs, _ = env.reset(seed=0)
+    again, *_ = env.step({a: np.ones(3, dtype=np.int64) for a in env.possible_agents})
+    assert again["agent_0"] is obs["agent_0"]
+    assert obs["agent_0"]["their_moves"][:, -1].tolist() == [D] * 3
 
 
 def test_infos_are_this_rounds_records():
