@@ -782,7 +782,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("compare", help="run configs over many seeds; one table of means "
-                                       "with 95% intervals, compare.csv and compare.json")
+                                       "with 95%% intervals, compare.csv and compare.json")
     p.add_argument("configs", metavar="CONFIG", nargs="+", help="scenario YAML files")
     p.add_argument("--seeds", type=_positive, required=True, metavar="N",
                    help="runs per config; run k uses the config's seed + k")

@@ -330,6 +330,13 @@ class Scenario(BaseModel):
         problems: list[tuple[str, str]] = []
         if self.n_agents < 2:
             problems.append(("agents", f"needs at least 2 agents in total, got {self.n_agents}"))
+        if self.governance is not None:
+            from wrappers.stack import LEVERS
+
+            for lever in self.governance.enabled():
+                problem = LEVERS[lever].refuses(self.env)
+                if problem:
+                    problems.append((f"governance.{lever}", problem))
         if (self.governance is not None and self.governance.reputation_disconnect is not None
                 and not self.network.dynamic):
             problems.append(("governance.reputation_disconnect",
@@ -596,7 +603,7 @@ def preflight(scenario: Scenario, source: str) -> None:
         raise ConfigError(source, problems=problems)
 
     try:
-        env, _ = build(scenario, seed=0)
+        env, policies = build(scenario, seed=0)
     except ValidationError as e:
         raise ConfigError.from_validation_error(e, source, config_cls) from None
     except (ValueError, OverflowError, MemoryError) as e:
@@ -604,6 +611,9 @@ def preflight(scenario: Scenario, source: str) -> None:
                                       f"{' '.join(str(e).split())}") from None
     try:
         _test_steps(env)
+        _test_policies(scenario, env, policies, source)
+    except ConfigError:
+        raise
     except NetworkMemoryError as e:
         raise ConfigError(source, "network.topology", str(e)) from None
     except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError,
@@ -613,6 +623,36 @@ def preflight(scenario: Scenario, source: str) -> None:
             from None
     finally:
         env.close()
+
+
+def _test_policies(scenario: Scenario, env: Any, policies: Mapping[str, Any],
+                   source: str) -> None:
+    """Every entry's policy acts once on the first observation of its agents (after a
+    fresh reset), through the door the runner will use; what fails names the entry."""
+    from baselines.policy import ObsBatch
+    from baselines.runner import _checked_actions
+
+    base = env.unwrapped
+    obs, infos = env.reset(seed=0)
+    problems: list[tuple[str, str]] = []
+    first = 0
+    for index, spec in enumerate(scenario.agents):
+        rows = np.arange(first, first + spec.count)
+        first += spec.count
+        names = [base.possible_agents[i] for i in rows]
+        policy = policies[names[0]]
+        try:
+            if policy.batched():
+                out = policy.act_arrays(ObsBatch.from_env(base, rows))
+            else:
+                out = policy.act_batch([obs[a] for a in names], [infos[a] for a in names])
+            _checked_actions(out, policy, names, np.asarray(base.nvec), 0)
+        except Exception as e:  # noqa: BLE001 - a policy may fail in any way
+            problems.append((f"agents[{index}].type",
+                             f"{spec.type!r} fails on the first observation of {scenario.env}: "
+                             f"{type(e).__name__}: {' '.join(str(e).split())}"))
+    if problems:
+        raise ConfigError(source, problems=problems)
 
 
 def _test_steps(env: Any) -> None:

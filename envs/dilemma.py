@@ -214,6 +214,10 @@ class DilemmaConfig(BaseModel):
         if self.n_epochs * self.steps_per_epoch >= 2**31:  # steps are int32 in the records
             problems.append(("n_epochs", f"n_epochs * steps_per_epoch must be below 2**31 "
                                          f"steps, got {self.n_epochs * self.steps_per_epoch}"))
+        if self.bankruptcy and self.initial_resources <= 0:
+            problems.append(("initial_resources", (
+                f"bankruptcy freezes an agent whose resources reach 0, so it needs "
+                f"initial_resources > 0, got {self.initial_resources}")))
         if self.groups is not None and len(self.groups) != self.n_agents:
             problems.append(("groups", f"has {len(self.groups)} entries, expected n_agents = "
                                        f"{self.n_agents}"))
@@ -311,11 +315,13 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         })
         self._make_spaces()
         self.obs_arrays: ObsArrays | None = None
+        self._refresh_pending = False
 
     # ------------------------------------------------------------------ reset
     def reset(self, seed: int | None = None, options: dict | None = None):
         n, K = self.config.n_agents, self.K
-        self._reset_episode(seed, K, extra_bytes=n * K * (2 * self.H + 64))
+        # move histories: state and observation, theirs and mine (4 H bytes), and the rest
+        self._reset_episode(seed, K, extra_bytes=n * K * (4 * self.H + 64))
         self._tie_key = self._rng.random(len(self.network.indices))
         self._pairs = _PairState(n * K, self.H)
         self.slots: NeighborSlots | None = None
@@ -370,6 +376,10 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
 
     def _on_frozen_change(self) -> None:
         self._static_dirty = True
+        if self._playing:  # a freeze from a cost or weight hook: this round is played
+            # and paid as it started; the freeze takes effect from the next round
+            self._refresh_pending = True
+            return
         self._refresh_games()
         if not self._in_step:
             self._write_observations()
@@ -461,6 +471,9 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
             both = up[cooperated[up] & (x_partner[up] == C)]
             if len(both):
                 self.network.strengthen(self._g_entry[both])
+        if self._refresh_pending:
+            self._refresh_pending = False
+            self._refresh_games()
         return batch
 
     def _epoch_network(self) -> None:

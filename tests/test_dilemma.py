@@ -218,19 +218,15 @@ def test_both_doors_agree(name):
     assert_same(by_dict, by_arrays)
 
 
-#: every lever on, tuned so that each one acts on a 16-agent dilemma within a few epochs
+#: every lever that applies to the dilemma, tuned so that each acts on a 16-agent dilemma
+#: within a few epochs (transaction tax, vote normalisation and the collusion detector act
+#: on transfers, votes and partner choice, which the dilemma does not have: refused)
 LEVERS = {
-    "transaction_tax": {"rate": 0.2, "split": 0.5, "redistribute": True},
     "reputation_decay": {"rate": 0.8},
-    "vote_normalization": {"k": 2.0},
     "staking": {"min_stake": 2.0, "slash_fraction": 0.2},
     "circuit_breaker": {"window": 4, "threshold": 0.6, "violations": 2, "freeze_epochs": 1},
     "random_audit": {"probability": 0.3, "penalty_multiplier": 2.0, "mode": "truth",
                      "miss_rate": 0.2},
-    # every shown pair plays every round, so pair counts differ only through freezes and
-    # cuts: a low threshold is needed for the detector to flag anything here
-    "collusion_detector": {"z_threshold": 0.5, "min_interactions": 2, "action": "penalize",
-                           "penalty": 0.5},
     "reputation_disconnect": {"threshold": -0.3},
 }
 GOVERNED = {"n_agents": 16, "payoff": {"preset": "llm_study"}, "initial_resources": 4.0,
@@ -259,10 +255,9 @@ def test_governance_stack_both_doors_agree_and_every_lever_acts():
     by_arrays = play(env_a, seed=3, door="arrays", actions_fn=defectors)
     assert_same(by_dict, by_arrays)
     assert fired_d == fired_a
-    # every lever that can act on a game did (votes and transfers do not exist here)
+    # every lever acted
     acted = set(fired_d)
-    for lever in ("reputation_decay", "staking", "circuit_breaker", "random_audit",
-                  "collusion_detector", "reputation_disconnect", "transaction_tax"):
+    for lever in LEVERS:
         assert lever in acted, lever
     # an agent frozen when a round starts plays no game in it
     froze = False

@@ -269,3 +269,94 @@ def test_readme_round_robin_table_is_true():
     assert ((result.payoff_matrix >= S) & (result.payoff_matrix <= T)).all()
     assert result.payoff_matrix[CLASSIC.index("AC"), CLASSIC.index("AC")] == R
     assert result.wins[CLASSIC.index("TFT")] == 0
+
+
+def test_a_freeze_from_a_cost_hook_takes_effect_next_round():
+    """A lever may freeze while the round's games are paid (an audit's listener): the round
+    is paid to the agents who played it, and the frozen agent sits out from the next."""
+    from wrappers.random_audit import RandomAudit
+
+    env = RandomAudit(envs.make("dilemma-v0", n_agents=6, max_neighbors=2,
+                                network={"topology": "ring"}), probability=1.0)
+    base = env.unwrapped
+    env.reset(seed=0)
+    base.set_frozen([0], lever="test")
+
+    def swap(lever, data):
+        if data.get("hit_initiators"):
+            base.set_frozen([0], False, lever="test")
+            base.set_frozen([3], True, lever="test")
+
+    base.add_listener(swap)
+    actions = np.zeros((6, 2), dtype=np.int64)
+    actions[3] = 1                            # agent 3 defects on both neighbours
+    rewards = base.step_arrays(actions).copy()
+    batch = base.last_batch
+    expected = np.bincount(batch.initiator, weights=batch.payoff_a, minlength=6) + \
+        np.bincount(batch.counterparty, weights=batch.payoff_b, minlength=6)
+    np.testing.assert_array_equal(rewards, expected)
+    assert rewards[0] == 0.0 and 0 not in batch.initiator  # agent 0 sat this round out
+    assert base.reputation[3] < 0 < base.reputation[2]
+    base.step_arrays(np.zeros((6, 2), dtype=np.int64))
+    assert 3 not in base.last_batch.initiator and 0 in base.last_batch.initiator
+
+
+def test_cutting_edges_while_games_are_paid_is_refused():
+    env = envs.make("dilemma-v0", n_agents=6, network={"topology": "ring", "dynamic": True})
+    env.reset(seed=0)
+    env.add_cost_hook(lambda batch: env.cut_edges([0]))
+    with pytest.raises(RuntimeError, match="cut_edges\\(\\) from a cost or weight hook"):
+        env.step_arrays(np.zeros((6, env.K), dtype=np.int64))
+
+
+@pytest.mark.parametrize("env_id", ["dilemma-v0", "sandbox-v0"])
+def test_a_copied_or_pickled_env_observes_its_own_arrays(env_id):
+    import copy
+    import pickle
+
+    env = envs.make(env_id, n_agents=3, n_epochs=1, steps_per_epoch=4)
+    env.reset(seed=0)
+    _ = env.infos["agent_0"]["view"]  # a cached info must not survive the copy
+    for twin in (copy.deepcopy(env), pickle.loads(pickle.dumps(env))):
+        obs, _, _, _, infos = twin.step(dict(zip(twin.possible_agents,
+                                                 twin.sample_actions(np.random.default_rng(1)))))
+        for name, arr in twin.obs_arrays.named().items():
+            assert all(np.shares_memory(obs[a][name], arr) for a in twin.possible_agents)
+        assert infos["agent_0"]["view"]["step"] == 1
+
+
+@pytest.mark.parametrize("lever, params", [
+    ("transaction_tax", {"rate": 0.1}), ("vote_normalization", {"k": 2.0}),
+    ("collusion_detector", {"z_threshold": 2.0})])
+def test_levers_that_do_not_apply_to_the_dilemma_are_refused(lever, params):
+    from wrappers.stack import LEVERS
+
+    with pytest.raises(ValueError, match=f"{lever} acts on .* which dilemma-v0 does not have"):
+        LEVERS[lever](envs.make("dilemma-v0"), **params)
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(_scenario("dilemma-v0", "tit_for_tat", governance={lever: params}),
+                       "s.yaml")
+    assert info.value.path == f"governance.{lever}"
+    assert LEVERS[lever].refuses("sandbox-v0") is None
+
+
+def test_bankruptcy_needs_positive_initial_resources():
+    with pytest.raises(ValueError, match="initial_resources > 0"):
+        envs.make("dilemma-v0", bankruptcy=True)
+    assert envs.make("dilemma-v0", bankruptcy=True, initial_resources=5.0).config.bankruptcy
+
+
+def test_validate_catches_a_strategy_that_cannot_read_its_history(tmp_path):
+    path = tmp_path / "tf2t.yaml"
+    path.write_text("name: tf2t\nenv: dilemma-v0\nagents: [{type: tit_for_two_tats, count: 3}]"
+                    "\nenv_params: {history_length: 1}\n"
+                    "simulation: {n_epochs: 1, steps_per_epoch: 3}\n")
+    res = _distsafe("validate", str(path), cwd=tmp_path)
+    assert res.returncode == 2
+    assert ("agents[0].type: 'tit_for_two_tats' fails on the first observation of dilemma-v0: "
+            "ValueError: tit_for_two_tats reads the last 2 moves") in res.stderr
+
+
+def test_help_prints():
+    res = _distsafe("--help", cwd=ROOT)
+    assert res.returncode == 0 and "compare" in res.stdout and "tournament" in res.stdout

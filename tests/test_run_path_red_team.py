@@ -417,13 +417,29 @@ class OutOfRange(Policy):
 class Raises(Policy):
     def act_arrays(self, obs):
         raise RuntimeError("my bug")
+
+
+class LateRaises(Policy):
+    calls = 0
+
+    def act_arrays(self, obs):
+        self.calls += 1
+        if self.calls > 2:
+            raise RuntimeError("my late bug")
+        return np.zeros((len(obs), len(obs.nvec)), dtype=np.int64)
 """
 
 
 @pytest.mark.parametrize("cls, message", [
-    ("OutOfRange", "policy OutOfRange (agent_0, agent_1) at step 0: act_arrays must return "
-                   "dimension 2 in 0..4, got 7 for agent_0"),
-    ("Raises", "policy Raises (agent_0, agent_1) failed at step 0: RuntimeError: my bug"),
+    # caught before the run starts: preflight lets every policy act on the first observation
+    ("OutOfRange", "agents[0].type: 'badpol:OutOfRange' fails on the first observation of "
+                   "sandbox-v0: PolicyError: policy OutOfRange (agent_0, agent_1) at step 0: "
+                   "act_arrays must return dimension 2 in 0..4, got 7 for agent_0"),
+    ("Raises", "agents[0].type: 'badpol:Raises' fails on the first observation of sandbox-v0: "
+               "RuntimeError: my bug"),
+    # caught during the run
+    ("LateRaises", "policy LateRaises (agent_0, agent_1) failed at step 2: RuntimeError: my "
+                   "late bug"),
 ])
 def test_a_broken_policy_is_one_line_naming_it(tmp_path, cls, message):
     (tmp_path / "badpol.py").write_text(BAD_POLICIES)

@@ -33,6 +33,9 @@ class GovernanceWrapper(BaseParallelWrapper):
 
     lever: ClassVar[str] = "lever"
     Params: ClassVar[type[LeverParams]] = LeverParams
+    #: the variants it applies to (``None``: every variant), and why not elsewhere
+    variants: ClassVar[tuple[str, ...] | None] = None
+    acts_on: ClassVar[str] = ""
 
     def __init__(self, env: Any, **params: Any) -> None:
         super().__init__(env)
@@ -42,7 +45,19 @@ class GovernanceWrapper(BaseParallelWrapper):
             raise TypeError(f"{type(self).__name__}: {type(seam).__name__} does not implement "
                             "the governance seam (envs.core.governance.GovernanceSeam)")
         self.seam = seam
+        problem = self.refuses(getattr(seam, "env_id", ""))
+        if problem:
+            raise ValueError(f"{type(self).__name__}: {problem}")
         self._install(seam)
+
+    @classmethod
+    def refuses(cls, env_id: str) -> str | None:
+        """Why the lever does not apply to the environment ``env_id`` (``None``: it does)."""
+        variant = env_id.rsplit("-v", 1)[0]
+        if cls.variants is None or not variant or variant in cls.variants:
+            return None
+        return (f"{cls.lever} acts on {cls.acts_on}, which {env_id} does not have; it "
+                f"applies to {', '.join(cls.variants)}")
 
     def _install(self, seam: Any) -> None:
         raise NotImplementedError

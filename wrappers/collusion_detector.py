@@ -33,6 +33,10 @@ class CollusionDetector(GovernanceWrapper):
     """z-score of each pair's accepted interactions (and transfers) within the epoch."""
 
     lever = "collusion_detector"
+    variants = ("sandbox",)
+    # in the dilemma every shown pair plays every round: pair counts say nothing of
+    # collusion, and flagging them would fine cooperators
+    acts_on = "how often pairs choose to interact"
 
     class Params(LeverParams):
         z_threshold: float = Field(5.0, gt=0.0, le=1e6,

@@ -25,6 +25,8 @@ class TransactionTax(GovernanceWrapper):
     """``c_a += rate*|tau|*split``, ``c_b += rate*|tau|*(1-split)`` on accepted interactions."""
 
     lever = "transaction_tax"
+    variants = ("sandbox",)
+    acts_on = "transfers (tau)"
 
     class Params(LeverParams):
         rate: float = Field(ge=0.0, le=1.0, description="tax per unit of transfer")

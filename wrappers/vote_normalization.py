@@ -25,6 +25,8 @@ class VoteNormalization(GovernanceWrapper):
     """Weight ``1 / (1 + votes_this_epoch / k)`` on each vote."""
 
     lever = "vote_normalization"
+    variants = ("sandbox",)
+    acts_on = "votes"
 
     class Params(LeverParams):
         k: float = Field(10.0, gt=0.0, description="votes at which a vote's weight halves")

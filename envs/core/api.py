@@ -304,6 +304,18 @@ class DictDoor:
     rewards out.
     """
 
+    # the per-agent observation dicts and infos are views and caches over the arrays: a copy
+    # (copy.deepcopy, pickle) rebuilds them over its own arrays instead of carrying stale ones
+    _VIEWS = ("_obs_dicts", "infos", "_touched", "_false")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if getattr(self, "obs_arrays", None) is not None:
+            self._build_dicts()
+
     def _make_spaces(self) -> None:
         """One observation space (a copy of ``_obs_space``) and one ``MultiDiscrete(nvec)``
         per agent: seeding one agent's space leaves the others alone."""

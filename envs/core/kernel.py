@@ -314,6 +314,7 @@ class EpisodeKernel(GovernedKernel):
         self._seed: int | None = None
         self._episode = -1
         self._init_governance()
+        self._playing = False  # inside _play_step: the game's records are being paid
         self.network = None
         self.t = 0
 
@@ -371,7 +372,11 @@ class EpisodeKernel(GovernedKernel):
         reward = self.reward_array
         reward[:] = 0.0
         with self._stepping():
-            batch = self._play_step(actions, t, epoch, reward)
+            self._playing = True
+            try:
+                batch = self._play_step(actions, t, epoch, reward)
+            finally:
+                self._playing = False
             self._run_step_hooks(batch, epoch if (t + 1) % spe == 0 else None)
         self.resources += reward
         self.cumulative_reward += reward
@@ -418,6 +423,10 @@ class EpisodeKernel(GovernedKernel):
         if not self.config.network.dynamic:
             raise ValueError(f"{self._label}: cutting edges needs a dynamic network "
                              "(network.dynamic: true)")
+        if self._playing:
+            raise RuntimeError(f"{self._label}: cut_edges() from a cost or weight hook, while "
+                               "the step's interactions are paid; cut from a step, epoch or "
+                               "settle hook")
         idx = self._agent_index(agents)
         old_keys = self._entry_keys()
         cut = self.network.cut_nodes(idx)
