@@ -186,6 +186,16 @@ class Policy(Parametrised):
             f"{type(self).__name__} has no act_arrays: it acts through act_batch(observations, "
             f"infos)")
 
+    def pop_turns(self) -> list[dict]:
+        """What the policy said since the last call, one dict per agent and step (an LLM
+        policy's prompt, reply, reasoning, action, fallback); each names its ``agent``. The
+        runner writes them to the event log as ``turn`` events. Default: nothing."""
+        return []
+
+    def bind_run(self, run_dir: Any, **options: Any) -> None:
+        """Called by ``distsafe run`` before the run with its folder (an LLM policy keeps its
+        response cache there) and run-wide options (``dry_run``). Default: nothing."""
+
     @classmethod
     def batched(cls) -> bool:
         """Whether the policy acts from the env's arrays alone: it implements act_arrays and

@@ -181,6 +181,18 @@ def _checked_actions(out: Any, pol: Any, names: Sequence[str], nvec: np.ndarray,
     return arr
 
 
+def _log_turns(base: Any, pol: Any, t: int, spe: int) -> None:
+    """Write what a policy said this step (``pop_turns``) to the env's event log."""
+    turns = pol.pop_turns() if hasattr(pol, "pop_turns") else []
+    log = getattr(base, "event_log", None)
+    if not turns or log is None:
+        return
+    label = getattr(pol, "name", type(pol).__name__)
+    for turn in turns:
+        data = {k: v for k, v in turn.items() if k not in ("agent", "step")}
+        log.turn(t, t // spe, turn["agent"], label, data)
+
+
 def _hooks_only(env: Any) -> bool:
     """Whether every wrapper between ``env`` and its base only registers hooks (levers)."""
     from wrappers.base import GovernanceWrapper
@@ -285,6 +297,7 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
                     except Exception as e:
                         raise PolicyError.of(pol, live, t, e) from e
                     act.update(zip(live, out))
+                    _log_turns(base, pol, t, spe)
             try:
                 obs, _, _, _, infos = env.step(act)
             except ActionError as e:  # the env names the agent; the policy is to blame

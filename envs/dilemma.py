@@ -559,7 +559,8 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
                 self.cumulative_reward[i]), 4),
             "reputation": round(float(self.reputation[i]), 4),
             "frozen": bool(self.frozen[i]), "payoffs": self.payoff_text(),
-            "neighbors": neighbours,
+            "neighbors": neighbours, "actions": self.action_layout(),
+            "mask": self.allowed_actions(i),
         }
 
     def action_layout(self) -> dict:

@@ -681,6 +681,7 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
             "resources": round(float(self.resources[i]), 4),
             "reputation": round(float(self.reputation[i]), 4),
             "frozen": bool(self.frozen[i]), "neighbors": neighbours, "inbox": inbox,
+            "actions": self.action_layout(), "mask": self.allowed_actions(i),
             "history": history[-self.config.history_length:] if self.config.history_length
             else [],
         }

@@ -337,6 +337,14 @@ class DictDoor:
         """The epoch of the step being played (the last epoch once the episode is over)."""
         return min(self.t, self.max_steps - 1) // self.config.steps_per_epoch
 
+    def allowed_actions(self, i: int) -> dict[str, list[int]]:
+        """Agent ``i``'s action mask by dimension name: the value indices allowed now (what a
+        text policy's view carries as ``"mask"``)."""
+        row = self.obs_arrays.action_mask[i]
+        seg = self._seg
+        return {name: np.flatnonzero(row[seg[d]:seg[d + 1]]).tolist()
+                for d, name in enumerate(self.action_dim_names)}
+
     def action_masks(self) -> np.ndarray:
         """Flat ``(n_agents, sum(nvec))`` int8 masks (the layout MaskablePPO expects)."""
         return self.obs_arrays.action_mask

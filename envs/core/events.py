@@ -75,7 +75,7 @@ from envs.core.records import BATCH_DTYPES, InteractionBatch, InteractionType
 
 __all__ = [
     "BaseEvent", "Event", "RunStart", "Interactions", "InteractionChunk", "EpochEnd",
-    "Governance", "RunEnd", "EventLog", "LogError", "LOG_FORMATS", "Replay", "chunk_dir",
+    "Governance", "PolicyTurn", "RunEnd", "EventLog", "LogError", "LOG_FORMATS", "Replay", "chunk_dir",
     "collect_versions", "event_types", "parse_event", "read_events", "replay",
     "to_interactions", "truncate_to_epoch",
 ]
@@ -321,6 +321,25 @@ class Governance(BaseEvent):
     step: int
     epoch: int
     lever: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyTurn(BaseEvent):
+    """What a policy said for one agent at one step: an LLM policy's prompt, reply,
+    reasoning, the action it came to and whether a fallback replaced it (``data`` is the
+    policy's; written before the step's interactions).
+
+    Example:
+        >>> PolicyTurn(step=0, epoch=0, agent="agent_1", policy="llm",
+        ...            data={"reasoning": "they cooperated"}).agent
+        'agent_1'
+    """
+
+    type: Literal["turn"] = "turn"
+    step: int
+    epoch: int
+    agent: str
+    policy: str
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -738,6 +757,14 @@ class EventLog:
         self.write(event)
         return event
 
+    def turn(self, step: int, epoch: int, agent: str, policy: str,
+             data: Mapping[str, Any] | None = None) -> PolicyTurn:
+        """Write :class:`PolicyTurn` (a policy's prompt, reply and reasoning for an agent)."""
+        event = PolicyTurn(step=int(step), epoch=int(epoch), agent=str(agent),
+                           policy=str(policy), data=dict(data or {}))
+        self.write(event)
+        return event
+
     def run_end(self, step: int, epoch: int) -> RunEnd:
         """Write :class:`RunEnd`."""
         self.flush()
@@ -968,6 +995,7 @@ class _Episode:
             except ValidationError as exc:
                 loc, msg = _first_error(exc)
                 raise LogError(where, msg, f"config.payoff.{loc}".rstrip(".")) from None
+        self.agent_names = set(start.agents)
         if self.n_agents != len(set(start.agents)):
             raise LogError(where, "agent names must be unique", "agents")
         self.last_step = -1       # last step that had interactions
@@ -1034,6 +1062,15 @@ class _Episode:
                 raise LogError(where, f"must be a list of {self.n_agents} booleans",
                                "state.frozen")
             self.epochs_done += 1
+            self.last_event_step = ev.step
+            return None
+        if isinstance(ev, PolicyTurn):
+            if ev.step < self.last_event_step:
+                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
+                               "step")
+            self._step(where, ev.step, ev.epoch)
+            if ev.agent not in self.agent_names:
+                raise LogError(where, f"unknown agent {ev.agent!r}", "agent")
             self.last_event_step = ev.step
             return None
         if isinstance(ev, Governance):
@@ -1109,6 +1146,11 @@ class Replay:
     @property
     def governance(self) -> list[Governance]:
         return [e for e in self.events if isinstance(e, Governance)]
+
+    @property
+    def turns(self) -> list[PolicyTurn]:
+        """What policies said (LLM prompts, replies, reasoning), in order."""
+        return [e for e in self.events if isinstance(e, PolicyTurn)]
 
     @property
     def run_end(self) -> RunEnd | None:
