@@ -310,6 +310,9 @@ def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
     except OSError as e:
         raise _Stop(1, f"{e.filename or out}: {e.strerror or e}; nothing was run") from None
     env, policies = _build(scenario, args.config, seed=seed, event_log=log)
+    unique = list({id(p): p for p in policies.values()}.values())
+    for policy in unique:  # an LLM policy keeps its response cache in the run folder
+        policy.bind_run(out, dry_run=args.dry_run)
     table = None if args.quiet else MetricsTable(sys.stdout)
     bar = ProgressBar(sys.stderr) if not args.quiet else None
     on_epoch: Any = table
@@ -332,14 +335,18 @@ def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
     except KeyboardInterrupt:
         _close_quietly(env)
         _save_rows(folder, rows, metrics_csv_text)
+        _save_usage(folder, scenario, policies)
         done = f"after epoch {rows[-1]['epoch']}" if rows else "before its first epoch ended"
         raise _Stop(130, f"interrupted {done}; {len(rows)} complete epochs are in "
                          f"{out / 'metrics.csv'}; resume with: {hint}") from None
     except PolicyError as e:
         _close_quietly(env)
         _save_rows(folder, rows, metrics_csv_text)
+        _save_usage(folder, scenario, policies)
+        again = (f"; once it answers again, resume with: {hint}"
+                 if getattr(e.__cause__, "resumable", False) else "")
         raise _Stop(1, f"{' '.join(str(e).split())}; the run stopped after {len(rows)} "
-                       "complete epochs") from None
+                       f"complete epochs{again}") from None
     except OSError as e:
         _close_quietly(env)
         _save_rows(folder, rows, metrics_csv_text)
@@ -355,10 +362,44 @@ def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
             bar.close()
     env.close()
     folder.write_text("metrics.csv", metrics_csv_text(rows))
+    usage = _save_usage(folder, scenario, policies)
+    if usage and not args.quiet:
+        _print_usage(usage)
     if not args.quiet:
         _print_report(slim.batch(), env.unwrapped.config.payoff)
     print(out)
     return 0
+
+
+def _save_usage(folder: Any, scenario: Any, policies: dict) -> dict:
+    """``usage.json``: each scenario entry's policy usage (LLM requests, tokens, cost,
+    fallbacks, latency, cache hits), for policies that report one; ``{}`` (no file) when
+    none does."""
+    import json
+
+    usage: dict[str, Any] = {}
+    first = 0
+    for index, spec in enumerate(scenario.agents):
+        policy = policies[f"agent_{first}"]
+        first += spec.count
+        report = policy.usage() if hasattr(policy, "usage") else None
+        if report is not None:
+            usage[f"agents[{index}] {spec.label}"] = report
+    if usage:
+        try:
+            folder.write_text("usage.json", json.dumps(usage, indent=2, sort_keys=True) + "\n")
+        except OSError:
+            pass
+    return usage
+
+
+def _print_usage(usage: dict) -> None:
+    print("\npolicy usage (usage.json):")
+    for entry, report in usage.items():
+        total = report.get("total", report) if isinstance(report, dict) else report
+        fields = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in total.items() if not isinstance(v, (dict, list)))
+        print(f"  {entry}: {fields}")
 
 
 def _sigterm(signum: int, frame: Any) -> None:
@@ -768,6 +809,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "JSON lines inside events.jsonl (jsonl, for small runs)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no table; print only the run folder")
+    p.add_argument("--dry-run", action="store_true",
+                   help="call no LLM provider: llm agents take their documented fallback "
+                        "action (the run checks prompts, parsing and the run path for free)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", help="recompute the metrics of a run from its event log")

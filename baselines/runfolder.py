@@ -47,7 +47,7 @@ __all__ = ["RunFolder", "RunFolderError", "identity_differences", "identity_hash
 LOCK = ".lock"
 #: what a run folder may hold; anything else means the folder is not (only) a run's
 RUN_FILES = frozenset({LOCK, "config.yaml", "events.jsonl", "events.interactions",
-                       "metrics.csv"})
+                       "metrics.csv", "usage.json", "llm_cache"})
 
 
 class RunFolderError(Exception):

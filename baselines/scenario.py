@@ -244,6 +244,23 @@ class AgentSpec(BaseModel):
         except ValidationError as e:
             raise config_problems(_all(e, params_model)) from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _llm_block(cls, data: Any) -> Any:
+        """``type: llm`` agents take their parameters in an ``llm:`` block (model, persona or
+        strategy, temperature, max_tokens, concurrency, ...): it is their ``params``."""
+        if not isinstance(data, dict) or "llm" not in data:
+            return data
+        if data.get("type") != "llm":
+            raise ValueError(f"an llm: block belongs to type: llm agents, not type: "
+                             f"{data.get('type')!r}")
+        if data.get("params"):
+            raise ValueError("give an llm agent's parameters in its llm: block or in "
+                             "params:, not both")
+        out = {k: v for k, v in data.items() if k != "llm"}
+        out["params"] = data["llm"]
+        return out
+
     def policy_class(self) -> type[Policy]:
         """The :class:`~baselines.policy.Policy` subclass that ``type`` names."""
         return resolve_policy(self.type)
@@ -604,6 +621,8 @@ def preflight(scenario: Scenario, source: str) -> None:
 
     try:
         env, policies = build(scenario, seed=0)
+        for policy in set(policies.values()):  # never a paid call in a check: dry
+            policy.bind_run(None, dry_run=True)
     except ValidationError as e:
         raise ConfigError.from_validation_error(e, source, config_cls) from None
     except (ValueError, OverflowError, MemoryError) as e:

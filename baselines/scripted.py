@@ -374,6 +374,13 @@ def resolve_policy(name: str, variant: str | None = None) -> type[Policy]:
         raise PolicyLookupError(f"a policy is named by a string; got {type(name).__name__}")
     if name in BUILTIN:
         return BUILTIN[name]
+    if name == "llm":  # imported on demand: litellm is an optional extra
+        try:
+            module = importlib.import_module("llm_policies.policy")
+        except ImportError as e:
+            raise PolicyLookupError(f"agent type 'llm' needs the LLM extra (pip install -e "
+                                    f"'.[llm]'): {type(e).__name__}: {e}") from None
+        return _check_policy_class(module.LLMPolicy, "agent type 'llm'")
     if ":" in name:
         return _from_import_path(name)
     eps = _entry_points()
