@@ -11,6 +11,7 @@ Commands::
     distsafe tournament [--strategies NAME ...] [--turns T] [--repetitions R] [--noise E]
                         [--seed N] [--payoffs P] [--out DIR] [--plot]
     distsafe evolve (--moran | --imitation) [--strategies NAME ...] [--counts N ...] ...
+    distsafe conversations RUN_DIR [--out HTML]
     distsafe list
     distsafe --version
 
@@ -536,6 +537,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_conversations(args: argparse.Namespace) -> int:
+    from envs.core.events import LogError
+    from llm_policies.conversations import write_conversations
+
+    try:
+        path = write_conversations(args.run_dir, args.out)
+    except FileNotFoundError as e:
+        raise _Failure(str(e)) from None
+    except LogError as e:
+        raise _Failure(f"cannot read the run: {e}") from None
+    except OSError as e:
+        raise _Stop(1, f"{e.filename or args.out}: {e.strerror or e}") from None
+    print(path)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     import envs
     from baselines import scripted
@@ -912,6 +929,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=str(Path("runs") / "evolve"),
                    help="where evolution.csv or fixation.csv goes (default: runs/evolve)")
     p.set_defaults(func=cmd_evolve)
+
+    p = sub.add_parser("conversations", help="write one HTML page of what a run's LLM agents "
+                                             "said (prompts, replies, reasoning, per step)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    p.add_argument("--out", metavar="HTML",
+                   help="where the page goes (default: RUN_DIR/conversations.html)")
+    p.set_defaults(func=cmd_conversations)
 
     p = sub.add_parser("list", help="list environments, policies and bundled configs")
     p.set_defaults(func=cmd_list)
