@@ -51,6 +51,11 @@ class Scripted:
     raw: bytes | None = None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops bursts of connections (1 s SYN retries)
+
+
 ReplyFn = Callable[[dict[str, Any]], "str | Scripted"]
 FailFn = Callable[[int, dict[str, Any]], "int | None"]
 
@@ -72,7 +77,10 @@ class FakeOpenAIServer:
         requests: Requests received (every attempt, failed ones too).
         completed: Requests answered with HTTP 200.
         bodies: The JSON bodies received, in order of arrival.
+        authorizations: The ``Authorization`` header of each request (what the provider
+            would see), in order of arrival.
         statuses: The HTTP status sent for each request, in order of answering.
+        in_flight, max_in_flight: Requests being answered now, and the most at once.
     """
 
     def __init__(self, replies: ReplyFn | Sequence[str | Scripted] | None = None, *,
@@ -89,10 +97,13 @@ class FakeOpenAIServer:
         self.requests = 0
         self.completed = 0
         self.bodies: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []
         self.statuses: list[int] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count()
 
@@ -121,8 +132,7 @@ class FakeOpenAIServer:
                 server._handle(self)
 
         self._stop.clear()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai",
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -183,6 +193,17 @@ class FakeOpenAIServer:
             index = self.requests
             self.requests += 1
             self.bodies.append(body)
+            self.authorizations.append(handler.headers.get("Authorization"))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer(handler, index, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler, index: int,
+                body: dict[str, Any]) -> None:
         try:
             script = self._script(index, body)
         except Exception as e:  # noqa: BLE001 - a broken script is the test's 500
