@@ -34,6 +34,7 @@ Example (litellm's ``mock_response``: no provider is called):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the cost map
@@ -189,10 +190,12 @@ class _MissingKey(Exception):
 
 
 class _LoopThread:
-    """One event loop in a daemon thread, per process (recreated after a fork)."""
+    """One event loop in a daemon thread, per process (recreated after a fork), shut down
+    cleanly at exit (litellm keeps a logging task on it)."""
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
     _pid: int | None = None
 
     @classmethod
@@ -203,8 +206,35 @@ class _LoopThread:
                 thread = threading.Thread(target=loop.run_forever, name="llm-client-loop",
                                           daemon=True)
                 thread.start()
-                cls._loop, cls._pid = loop, os.getpid()
+                if cls._pid != os.getpid():
+                    atexit.register(cls.shutdown)
+                cls._loop, cls._thread, cls._pid = loop, thread, os.getpid()
             return cls._loop
+
+    @classmethod
+    def shutdown(cls) -> None:
+        """Cancel what runs on the loop, stop it and close it (idempotent)."""
+        with cls._lock:
+            loop, thread = cls._loop, cls._thread
+            if loop is None or cls._pid != os.getpid() or loop.is_closed():
+                return
+            cls._loop = cls._thread = None
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=2)
+        except Exception:  # noqa: BLE001 - shutting down regardless
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=2)
+        if not loop.is_running():
+            loop.close()
 
 
 class LLMClient:
@@ -437,6 +467,18 @@ class LLMClient:
         except BaseException:
             future.cancel()
             raise
+
+
+    def complete_texts(self, batch: Sequence[Messages]) -> list[str | None]:
+        """The reply texts of :meth:`complete_many` (``None`` for a failed request): the
+        ``complete`` callable that :func:`llm_policies.judge.judge_turns` takes.
+
+        Example:
+            >>> LLMClient("gpt-4o-mini", completion_kwargs={"mock_response": "{}"}
+            ...           ).complete_texts([[{"role": "user", "content": "x"}]])
+            ['{}']
+        """
+        return [r.text if r.error is None else None for r in self.complete_many(batch)]
 
 
 def _content(response: Any) -> str:

@@ -186,6 +186,16 @@ def test_bad_parameters_are_refused(kw):
         LLMClient("openai/fake", **kw)
 
 
+def test_fake_server_scripts_by_list_and_by_index():
+    with FakeOpenAIServer(replies=["a", Scripted(content="b")], fail={1}) as server:
+        c = client(server, retries=0, concurrency=1)
+        replies = c.complete_many([msgs("1"), msgs("2"), msgs("3")])
+    assert [r.text for r in replies] == ["a", "", "a"]  # request 1 failed; the list cycles
+    assert server.statuses == [200, 500, 200] and server.completed == 2
+    with pytest.raises(ValueError, match="empty"):
+        FakeOpenAIServer(replies=[])
+
+
 # ---------------------------------------------------------------------- mock_response
 def test_mock_response_gives_text_tokens_and_cost():
     c = LLMClient("gpt-4o-mini", completion_kwargs={"mock_response": '{"moves": {}}'})
@@ -205,6 +215,19 @@ def test_mock_rate_limit_is_retried_and_its_error_scrubbed():
     assert info.value.replies[0].attempts == 3
     assert "RateLimitError" in info.value.last_error
     assert KEY not in str(info.value) and "***" in info.value.last_error
+
+
+def test_complete_texts_serves_the_judge():
+    from envs.core.events import PolicyTurn
+    from llm_policies.judge import judge_turns
+
+    verdict = '{"deceptive": true, "kinds": ["false_promise"], "evidence": "said C, played D"}'
+    c = LLMClient("gpt-4o-mini", completion_kwargs={"mock_response": verdict})
+    turn = PolicyTurn(step=0, epoch=0, agent="agent_0", policy="llm",
+                      data={"reply": '{"moves": {"agent_1": "D"}}', "reasoning": "I will C",
+                            "action": [1]})
+    [v] = judge_turns([turn], c.complete_texts)
+    assert v.deceptive is True and v.kinds == ["false_promise"]
 
 
 def test_json_mode_only_where_supported():

@@ -434,8 +434,10 @@ def run(env_id, server, tmp_path, *, seed=0, llm_agents=2, n_agents=4, steps=3, 
              else make_policy("honest"))
     policies = {a: (llm if k < llm_agents else other)
                 for k, a in enumerate(env.possible_agents)}
-    rows = rollout(env, policies, seed=seed, use_arrays=False)
-    env.close()
+    try:
+        rows = rollout(env, policies, seed=seed, use_arrays=False)
+    finally:
+        env.close()  # the event log's file too, when the run stops early
     return llm, rows, replay(log_path).turns, log_path
 
 
