@@ -300,6 +300,27 @@ def test_cache_writes_are_atomic_under_concurrent_writers(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_cache_writes_are_atomic_under_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "seed": 1}
+    code = ("import sys; from llm_policies.cache import ResponseCache\n"
+            "c = ResponseCache(sys.argv[1])\n"
+            "for _ in range(200):\n"
+            f"    c.put({request!r}, {{'text': sys.argv[2] * 5000}})\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), ch], cwd=root)
+             for ch in "ab"]
+    cache = ResponseCache(tmp_path)
+    while any(p.poll() is None for p in procs):
+        got = cache.get(request)  # never half a file: a miss or one writer's whole reply
+        if got is not None:
+            assert got["text"] in ("a" * 5000, "b" * 5000)
+    assert [p.wait() for p in procs] == [0, 0] and cache.corrupt == 0
+    assert cache.get(request)["text"][0] in "ab" and not list(tmp_path.rglob("*.tmp"))
+
+
 def test_the_cache_key_never_holds_credentials():
     with pytest.raises(ValueError, match="credentials"):
         request_key({"model": "m", "messages": [], "api_key": KEY})
