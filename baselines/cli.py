@@ -12,6 +12,7 @@ Commands::
                         [--seed N] [--payoffs P] [--out DIR] [--plot]
     distsafe evolve (--moran | --imitation) [--strategies NAME ...] [--counts N ...] ...
     distsafe conversations RUN_DIR [--out HTML]
+    distsafe judge RUN_DIR --model M [--model M2] [--api-base URL]
     distsafe list
     distsafe --version
 
@@ -553,6 +554,48 @@ def cmd_conversations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    import math
+
+    from envs.core.events import LogError, replay
+    from llm_policies.client import LLMClient, ProviderUnavailable
+    from llm_policies.judge import judge_turns, write_judgement
+
+    events = Path(args.run_dir) / "events.jsonl"
+    if not events.is_file():
+        raise _Failure(f"{events}: no event log (is {args.run_dir} a run folder?)")
+    if len(args.model) > 2:
+        raise _Failure(f"--model: one or two judges, got {len(args.model)}")
+    try:
+        turns = replay(events, episode=0).turns
+    except LogError as e:
+        raise _Failure(f"cannot read the run: {e}") from None
+    if not turns:
+        raise _Failure(f"{events}: no policy turns to judge (no LLM agents in this run?)")
+    verdicts = {}
+    for model in args.model:
+        client = LLMClient(model, api_base=args.api_base, api_key_env=args.api_key_env,
+                           concurrency=args.concurrency, max_tokens=200)
+        try:
+            verdicts[model] = judge_turns(turns, client.complete_texts)
+        except ProviderUnavailable as e:
+            raise _Stop(1, f"--model {model}: the provider failed every request: "
+                           f"{e.last_error}") from None
+    path, summary = write_judgement(args.run_dir, verdicts, turns)
+    for model, per in summary["judges"].items():
+        print(f"judge {model}:")
+        for agent, row in per.items():
+            rate = "-" if math.isnan(row["rate"]) else f"{row['rate']:.3f}"
+            print(f"  {agent:<12} deceptive {row['deceptive']}/{row['judged']} ({rate}), "
+                  f"unlabelled {row['unlabelled']}")
+    if "kappa" in summary:
+        k = summary["kappa"]
+        value = "-" if math.isnan(k["value"]) else f"{k['value']:.3f}"
+        print(f"Cohen's kappa between the judges: {value} over {k['n']} replies both labelled")
+    print(path)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     import envs
     from baselines import scripted
@@ -936,6 +979,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="HTML",
                    help="where the page goes (default: RUN_DIR/conversations.html)")
     p.set_defaults(func=cmd_conversations)
+
+    p = sub.add_parser("judge", help="label each LLM reply of a run for deception with one or "
+                                     "two judge models; per-agent rates, Cohen's kappa")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    p.add_argument("--model", action="append", required=True, metavar="M",
+                   help="litellm model of a judge (give two for their agreement)")
+    p.add_argument("--api-base", metavar="URL", help="an OpenAI-compatible server")
+    p.add_argument("--api-key-env", metavar="VAR",
+                   help="environment variable holding the judge's API key")
+    p.add_argument("--concurrency", type=_positive, default=16, metavar="N",
+                   help="requests in flight at once (16)")
+    p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("list", help="list environments, policies and bundled configs")
     p.set_defaults(func=cmd_list)

@@ -47,7 +47,8 @@ __all__ = ["RunFolder", "RunFolderError", "identity_differences", "identity_hash
 LOCK = ".lock"
 #: what a run folder may hold; anything else means the folder is not (only) a run's
 RUN_FILES = frozenset({LOCK, "config.yaml", "events.jsonl", "events.interactions",
-                       "metrics.csv", "usage.json", "llm_cache", "conversations.html"})
+                       "metrics.csv", "usage.json", "llm_cache", "conversations.html",
+                       "judgement.json"})
 
 
 class RunFolderError(Exception):

@@ -61,6 +61,8 @@ def test_configs_folder_is_not_empty():
 def test_config_loads_builds_and_runs(path):
     scenario = load_scenario(path)
     env, policies = build(scenario, seed=0)
+    for policy in policies.values():  # LLM agents: no provider here, the dry path
+        policy.bind_run(None, dry_run=True)
     assert sorted(policies) == sorted(env.possible_agents)
     assert len(env.possible_agents) == scenario.n_agents
     assert list(env.config.groups) == scenario.agent_types()
