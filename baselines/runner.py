@@ -189,7 +189,9 @@ def _log_turns(base: Any, pol: Any, t: int, spe: int) -> None:
         return
     label = getattr(pol, "name", type(pol).__name__)
     for turn in turns:
-        data = {k: v for k, v in turn.items() if k not in ("agent", "step")}
+        # what varies between a run and its resumption (a reply served from the cache) is
+        # left out, so a resumed run's log equals an uninterrupted one's
+        data = {k: v for k, v in turn.items() if k not in ("agent", "step", "cached")}
         log.turn(t, t // spe, turn["agent"], label, data)
 
 
