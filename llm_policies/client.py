@@ -490,6 +490,10 @@ def _content(response: Any) -> str:
 
 
 def _cost(response: Any) -> float:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if "response_cost" in hidden:  # litellm priced it already (None: a model it cannot price)
+        cost = hidden["response_cost"]
+        return float(cost) if cost and cost == cost else 0.0
     try:
         cost = litellm.completion_cost(completion_response=response)
     except Exception:  # noqa: BLE001 - a model the cost map does not know costs 0

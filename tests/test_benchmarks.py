@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "bench_step.py"
 
@@ -41,3 +43,16 @@ def test_bench_run_quick(tmp_path):
     for word in ("env", "sim", "rollout", "run[arrow]", "run[parquet]", "run[jsonl]",
                  "per-epoch metrics (timed inside the run):", "bytes per interaction"):
         assert word in out, word
+
+
+def test_bench_llm_quick(tmp_path):
+    """bench_llm.py runs end to end (server in its own process) and reports its figures."""
+    pytest.importorskip("litellm")
+    out = tmp_path / "llm.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_llm.py"),
+                           "--agents", "4", "--steps", "2", "--latency", "0.02",
+                           "--repeats", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["max_in_flight"] == 4 and data["median_s"] >= data["lower_bound_s"]
