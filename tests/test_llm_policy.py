@@ -453,9 +453,10 @@ def test_llm_agents_play_alongside_scripted_ones(env_id, tmp_path):
     assert all(t.data["fallback"] and t.data["reply"] == GARBAGE for t in by_agent["agent_1"])
     assert all(t.data["problem"].startswith("reply: no JSON") for t in by_agent["agent_1"])
     first = by_agent["agent_0"][0].data
+    # "cached" stays out of the log (a resumed run's log equals an uninterrupted one's)
     assert set(first) >= {"prompt", "reply", "reasoning", "action", "fallback", "problem",
-                          "cached", "error"}
-    assert first["prompt"][0]["role"] == "system" and first["cached"] is False
+                          "error"} and "cached" not in first
+    assert first["prompt"][0]["role"] == "system"
     if env_id == "dilemma-v0":
         assert all(t.data["action"] == [1, 1, 1] for t in by_agent["agent_0"])
         assert all(t.data["action"] == [0, 0, 0] for t in by_agent["agent_1"])
@@ -484,8 +485,7 @@ def test_a_rerun_of_a_seed_is_identical_and_free(tmp_path):
         assert server.requests == 2 * sent
         assert sorted(b["seed"] for b in server.bodies[sent:]) != seeds
     assert json.dumps(rows1) == json.dumps(rows2)  # nan-safe: nan != nan
-    assert [t.data["action"] for t in turns1] == [t.data["action"] for t in turns2]
-    assert all(t.data["cached"] for t in turns2)
+    assert [t.data for t in turns1] == [t.data for t in turns2]  # the logged turns agree
     total = llm.usage()["total"]
     assert total["cache_hits"] == total["turns"] == 6 and total["requests"] == 0
     assert total["cost"] == 0.0
