@@ -166,6 +166,9 @@ class Policy(Parametrised):
     #: the variants (environment ids without their version, e.g. ``"sandbox"``) whose
     #: observations the policy reads; ``None``: any variant
     variants: ClassVar[tuple[str, ...] | None] = None
+    #: whether ``act_batch`` mostly waits on I/O (an LLM provider): the runner then lets
+    #: such policies of different scenario entries wait at the same time
+    io_bound: ClassVar[bool] = False
 
     def act(self, observation: Any, info: dict | None = None) -> np.ndarray:
         """One agent's action."""

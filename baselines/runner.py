@@ -181,6 +181,28 @@ def _checked_actions(out: Any, pol: Any, names: Sequence[str], nvec: np.ndarray,
     return arr
 
 
+def _act_groups(groups: Sequence[tuple[Any, list[str]]], obs: Mapping, infos: Mapping, t: int,
+                pool: Any) -> list[Any]:
+    """Each group's ``act_batch``, in group order; the I/O-bound ones (``io_bound``: an LLM
+    policy waiting on its provider) at the same time on ``pool``, so a step with several
+    LLM entries costs one round trip, not one per entry. Each policy touches only its own
+    state, so the results do not depend on the overlap."""
+    def call(pol: Any, live: list[str]) -> Any:
+        try:
+            return pol.act_batch([obs[a] for a in live], [infos[a] for a in live])
+        except Exception as e:
+            raise PolicyError.of(pol, live, t, e) from e
+
+    if pool is None:
+        return [call(pol, live) for pol, live in groups]
+    futures = {k: pool.submit(call, pol, live) for k, (pol, live) in enumerate(groups)
+               if getattr(pol, "io_bound", False)}
+    outs = [None if k in futures else call(pol, live) for k, (pol, live) in enumerate(groups)]
+    for k, future in futures.items():  # the first failure in group order is raised
+        outs[k] = future.result()
+    return outs
+
+
 def _log_turns(base: Any, pol: Any, t: int, spe: int) -> None:
     """Write what a policy said this step (``pop_turns``) to the env's event log."""
     turns = pol.pop_turns() if hasattr(pol, "pop_turns") else []
@@ -277,6 +299,12 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
     actions = np.zeros((n, len(base.nvec)), dtype=np.int64)
     net_cache = NetworkMetricsCache()
     nvec = np.asarray(base.nvec)
+    io_bound = sum(bool(getattr(pol, "io_bound", False)) for pol, _, _ in groups)
+    pool = None
+    if io_bound > 1 and not use_arrays:  # e.g. several LLM entries: their calls overlap
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=io_bound, thread_name_prefix="distsafe-policy")
     for t in range(max_steps):
         if use_arrays:
             for pol, idx, names in groups:
@@ -291,15 +319,12 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             base.step_arrays(actions, validate=False)
         else:
             act: dict[str, Any] = {}
-            for pol, _, names in groups:
-                live = [a for a in names if a in obs]
-                if live:
-                    try:
-                        out = pol.act_batch([obs[a] for a in live], [infos[a] for a in live])
-                    except Exception as e:
-                        raise PolicyError.of(pol, live, t, e) from e
-                    act.update(zip(live, out))
-                    _log_turns(base, pol, t, spe)
+            live_groups = [(pol, [a for a in names if a in obs]) for pol, _, names in groups]
+            live_groups = [(pol, live) for pol, live in live_groups if live]
+            outs = _act_groups(live_groups, obs, infos, t, pool)
+            for (pol, live), out in zip(live_groups, outs):
+                act.update(zip(live, out))
+                _log_turns(base, pol, t, spe)
             try:
                 obs, _, _, _, infos = env.step(act)
             except ActionError as e:  # the env names the agent; the policy is to blame
@@ -319,6 +344,8 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             epoch_batches = []
             if on_epoch is not None:
                 on_epoch(row)
+    if pool is not None:
+        pool.shutdown()
     return rows
 
 

@@ -78,6 +78,7 @@ class LLMPolicy(Policy):
     """
 
     name = "llm"
+    io_bound = True  # waits on the provider: entries of a step are asked at the same time
     variants: ClassVar[tuple[str, ...] | None] = None
     classifier: ClassVar[dict[str, Any]] = {"stochastic": True, "reads_view": True,
                                             "memory_depth": float("inf")}

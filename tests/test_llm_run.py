@@ -119,3 +119,29 @@ def test_conversations_and_judge_read_an_llm_run(tmp_path):
     for p in run.rglob("*"):
         if p.is_file():
             assert KEY.encode() not in p.read_bytes(), p
+
+
+def test_llm_entries_of_a_step_wait_at_the_same_time(tmp_path):
+    """Two LLM entries (two policies) are asked at once each step: a step costs about one
+    round trip, and the results are those of asking them one after the other."""
+    import time
+
+    import envs
+    from baselines.runner import rollout
+    from llm_policies import LLMPolicy
+
+    os.environ[KEY_VAR] = KEY
+    with FakeOpenAIServer(replies=_reply, latency=0.4) as server:
+        def policies():
+            kw = {"model": "openai/fake", "api_base": server.url, "api_key_env": KEY_VAR,
+                  "cache_dir": None}
+            a, b = LLMPolicy(seed=1, **kw), LLMPolicy(seed=2, strategy="TFT", **kw)
+            return {"agent_0": a, "agent_1": b, "agent_2": a, "agent_3": b}
+        env = envs.make("dilemma-v0", n_agents=4, n_epochs=1, steps_per_epoch=3)
+        t0 = time.perf_counter()
+        rows = rollout(env, policies(), seed=0)
+        elapsed = time.perf_counter() - t0
+        assert server.max_in_flight == 4
+        assert elapsed < 3 * 0.4 * 1.8           # one round trip a step, not two
+        again = rollout(env, policies(), seed=0, use_arrays=False)
+    assert json.dumps(rows) == json.dumps(again)
