@@ -79,7 +79,7 @@ def test_conversations_of_a_folder_without_a_log_is_one_error_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "baselines.cli", "conversations",
                           str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
-    assert res.stderr.strip().endswith("no event log (is {} a run folder?)".format(tmp_path))
+    assert res.stderr.strip().endswith(f"no event log (is {tmp_path} a run folder?)")
 
 
 def _browser() -> str | None:
