@@ -65,7 +65,7 @@ def test_config_loads_builds_and_runs(path):
         policy.bind_run(None, dry_run=True)
     assert sorted(policies) == sorted(env.possible_agents)
     assert len(env.possible_agents) == scenario.n_agents
-    assert list(env.config.groups) == scenario.agent_types()
+    assert list(env.config.groups) == scenario.agent_groups()
     obs, infos = env.reset(seed=0)
     for _ in range(3):
         actions = {a: policies[a].act(obs[a], infos[a]) for a in env.agents}
