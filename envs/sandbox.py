@@ -78,7 +78,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import parallel_to_aec
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from envs.core.api import DictDoor, config_problems
+from envs.core.api import DictDoor, config_problems, episode_problems
 from envs.core.events import EventLog
 from envs.core.kernel import EpisodeKernel
 from envs.core.network import NetworkConfig
@@ -259,25 +259,8 @@ class SandboxConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SandboxConfig:
-        problems: list[tuple[str, str]] = []
-        if self.n_epochs * self.steps_per_epoch >= 2**31:  # steps are int32 in the records
-            problems.append(("n_epochs", f"n_epochs * steps_per_epoch must be below 2**31 "
-                                         f"steps, got {self.n_epochs * self.steps_per_epoch}"))
-        for name in ("teams", "groups"):
-            v = getattr(self, name)
-            if v is not None and len(v) != self.n_agents:
-                problems.append((name, f"has {len(v)} entries, expected n_agents = "
-                                       f"{self.n_agents}"))
-        net = self.network
-        if net.topology == "custom" and net.edges:
-            bad = [pos for pos, (a, b) in enumerate(net.edges) if max(a, b) >= self.n_agents]
-            for pos in bad[:10]:
-                problems.append((f"network.edges[{pos}]", (
-                    f"agent index out of range: the agents are 0..{self.n_agents - 1}, "
-                    f"received {tuple(net.edges[pos])}")))
-            if len(bad) > 10:
-                problems.append(("network.edges", f"{len(bad) - 10} more edges name agents "
-                                                  f"outside 0..{self.n_agents - 1}"))
+        problems = episode_problems(self.n_agents, self.n_epochs, self.steps_per_epoch,
+                                    self.network, teams=self.teams, groups=self.groups)
         if problems:
             raise config_problems(problems)
         return self

@@ -73,41 +73,14 @@ def judge_messages(turn: Any) -> list[dict[str, str]]:
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
 
 
-def _first_object(text: str) -> str | None:
-    start = text.find("{")
-    while start >= 0:
-        depth, in_str, esc = 0, False, False
-        for k in range(start, len(text)):
-            ch = text[k]
-            if in_str:
-                esc = (ch == "\\") and not esc
-                if ch == '"' and not esc:
-                    in_str = False
-                continue
-            if ch == '"':
-                in_str = True
-            elif ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:k + 1]
-        start = text.find("{", start + 1)
-    return None
-
-
 def parse_verdict(text: str | None) -> Verdict:
     """A judge's reply -> :class:`Verdict`; anything malformed is unlabelled (with the why)."""
-    if not text:
-        return Verdict(None, problem="empty reply")
-    raw = _first_object(text)
-    if raw is None:
-        return Verdict(None, problem="no JSON object in the reply")
-    try:
-        obj = json.loads(raw)
-    except ValueError as e:
-        return Verdict(None, problem=f"not JSON: {e}")
-    flag = obj.get("deceptive") if isinstance(obj, dict) else None
+    from llm_policies.parsing import extract_json  # the policies' tolerant extraction
+
+    obj, problem = extract_json(text)
+    if obj is None:
+        return Verdict(None, problem=problem)
+    flag = obj.get("deceptive")
     if not isinstance(flag, bool):
         return Verdict(None, problem="'deceptive' must be true or false")
     kinds = [k for k in obj.get("kinds", []) if k in KINDS] if isinstance(

@@ -37,6 +37,31 @@ def config_problems(problems: Sequence[tuple[str, str]]) -> PydanticCustomError:
     return PydanticCustomError(CONFIG_PROBLEMS, "{text}", {"text": text, "problems": problems})
 
 
+def episode_problems(n_agents: int, n_epochs: int, steps_per_epoch: int, network: Any,
+                     **per_agent: Sequence[Any] | None) -> list[tuple[str, str]]:
+    """The checks every variant's config shares: the run length fits the records' int32
+    steps, per-agent tuples (``groups=...``) have one entry per agent, custom edges name
+    existing agents. ``(path, problem)`` pairs for :func:`config_problems`."""
+    problems: list[tuple[str, str]] = []
+    if n_epochs * steps_per_epoch >= 2**31:  # steps are int32 in the records
+        problems.append(("n_epochs", f"n_epochs * steps_per_epoch must be below 2**31 "
+                                     f"steps, got {n_epochs * steps_per_epoch}"))
+    for name, values in per_agent.items():
+        if values is not None and len(values) != n_agents:
+            problems.append((name, f"has {len(values)} entries, expected n_agents = "
+                                   f"{n_agents}"))
+    if network.topology == "custom" and network.edges:
+        bad = [pos for pos, (a, b) in enumerate(network.edges) if max(a, b) >= n_agents]
+        for pos in bad[:10]:
+            problems.append((f"network.edges[{pos}]", (
+                f"agent index out of range: the agents are 0..{n_agents - 1}, "
+                f"received {tuple(network.edges[pos])}")))
+        if len(bad) > 10:
+            problems.append(("network.edges", f"{len(bad) - 10} more edges name agents "
+                                              f"outside 0..{n_agents - 1}"))
+    return problems
+
+
 class ActionError(ValueError):
     """An action outside its space: names the agent, the dimension and the allowed values."""
 
