@@ -619,6 +619,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_and_save(result: Any, out: Path, plot: bool) -> None:
+    """Print a result's table, write its files into ``out`` (an OS error: exit 1), print
+    ``out`` (``compare`` and ``tournament`` results alike)."""
+    print(result.table())
+    try:
+        result.save(out, plot=plot)
+    except OSError as e:
+        raise _Stop(1, f"{e.filename or out}: cannot write the results "
+                       f"({e.strerror or e})") from None
+    print(out)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every config over ``--seeds`` seeds; one table of means with 95 % intervals."""
     import importlib.util
@@ -655,13 +667,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise _Failure(str(e)) from None
     finally:
         bar.close()
-    print(result.table())
-    try:
-        result.save(out, plot=args.plot)
-    except OSError as e:
-        raise _Stop(1, f"{e.filename or out}: cannot write the results "
-                       f"({e.strerror or e})") from None
-    print(out)
+    _show_and_save(result, out, args.plot)
     for f in result.failures:
         print(f"{PROG}: error: {f['source']}: seed {f['seed']}: run failed: {f['error']}",
               file=sys.stderr)
@@ -713,13 +719,7 @@ def cmd_tournament(args: argparse.Namespace) -> int:
     print(f"round robin of {len(result.names)} strategies: {args.turns} turns x "
           f"{args.repetitions} repetitions, noise {args.noise:g}, (R, S, T, P) = "
           f"({r:g}, {s:g}, {t:g}, {p:g}), seed {args.seed}")
-    print(result.table())
-    try:
-        result.save(out, plot=args.plot)
-    except OSError as e:
-        raise _Stop(1, f"{e.filename or out}: cannot write the results "
-                       f"({e.strerror or e})") from None
-    print(out)
+    _show_and_save(result, out, args.plot)
     return 0
 
 
