@@ -1,0 +1,26 @@
+"""Checks shared by the variants' API tests (imported by the test modules, not collected)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def random_episode_in_space(env, seed: int = 3) -> int:
+    """Play one episode with masked random actions through ``env.step``: every observation
+    lies in its space and every reward is finite; the episode ends by truncation of every
+    agent after ``max_steps`` steps. Returns the steps played."""
+    obs, infos = env.reset(seed=seed)
+    steps = 0
+    truncs: dict = {}
+    terms: dict = {}
+    while env.agents:
+        for a in env.agents:
+            assert env.observation_space(a).contains(obs[a]), (a, steps)
+        actions = {a: env.action_space(a).sample(mask=obs[a]["action_mask"])
+                   for a in env.agents}
+        obs, rewards, terms, truncs, infos = env.step(actions)
+        assert all(np.isfinite(r) for r in rewards.values())
+        steps += 1
+    assert steps == env.max_steps
+    assert all(truncs.values()) and not any(terms.values())
+    return steps
