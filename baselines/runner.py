@@ -97,7 +97,8 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
                   payoff: PayoffConfig | None = None, threshold: float = 0.5,
                   network_cache: NetworkMetricsCache | None = None,
                   governance: Sequence[Mapping[str, Any]] = (),
-                  frozen_agents: int | None = None) -> dict:
+                  frozen_agents: int | None = None,
+                  invalid_actions: int | None = None) -> dict:
     """One epoch's metrics row from its interactions (and the network's edges at its end).
 
     ``payoff_<group>`` is the mean, over the group's agents, of the soft payoff each earned in
@@ -106,7 +107,9 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     Pass one ``network_cache`` for all epochs of a run to skip recomputing the network
     metrics of an unchanged graph. ``governance`` (the data of the epoch's governance events)
     gives the ``gov_<key>`` columns (:func:`envs.core.governance.governance_columns`);
-    ``frozen_agents`` is how many agents were frozen at the epoch's end.
+    ``frozen_agents`` is how many agents were frozen at the epoch's end;
+    ``invalid_actions`` how many agent-steps of the epoch chose a value their action mask
+    did not allow (the game ignored it).
     """
     row: dict[str, Any] = {"epoch": epoch}
     row.update(interaction_metrics(batch, payoff, threshold))
@@ -125,6 +128,8 @@ def epoch_metrics(batch: InteractionBatch, *, epoch: int, n_agents: int,
     row.update(governance_columns(governance))
     if frozen_agents is not None:
         row["frozen_agents"] = float(frozen_agents)
+    if invalid_actions is not None:
+        row["invalid_actions"] = float(invalid_actions)
     if edges is not None:
         row.update((network_cache or NetworkMetricsCache())(n_agents, edges))
     return row
@@ -233,7 +238,8 @@ def _governance_state(base: Any) -> dict[str, Any]:
     if not hasattr(base, "pop_governance"):
         return {}
     return {"governance": base.pop_governance(),
-            "frozen_agents": int(np.count_nonzero(base.frozen_mask()))}
+            "frozen_agents": int(np.count_nonzero(base.frozen_mask())),
+            "invalid_actions": int(base.epoch_invalid.sum())}
 
 
 def _policy_groups(agents: Sequence[str], policies: Mapping[str, Policy]
@@ -377,11 +383,14 @@ def metrics_from_events(path: str | Path, episode: int | None = None) -> list[di
     for end, edges in zip(rep.epoch_ends, rep.edge_lists()):
         batch = by_epoch.get(end.epoch, InteractionBatch.empty(0))
         frozen = end.state.get("frozen")
+        invalid = end.state.get("invalid")
         rows.append(epoch_metrics(batch, epoch=end.epoch, n_agents=n, groups=groups,
                                   edges=edges, payoff=payoff, network_cache=cache,
                                   governance=governance.get(end.epoch, []),
                                   frozen_agents=None if frozen is None else
-                                  int(np.count_nonzero(frozen))))
+                                  int(np.count_nonzero(frozen)),
+                                  invalid_actions=None if invalid is None else
+                                  int(sum(invalid))))
     return rows
 
 

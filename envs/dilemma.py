@@ -275,7 +275,10 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
                 "is_parallelizable": True}
     _label = "dilemma"
     env_id = "dilemma-v0"
-    _info_keys = ("interactions", "view", "governance")
+    _info_keys = ("interactions", "view", "governance", "action_mask")
+    #: the labels of each observation array's last axis (the flat view's feature names)
+    #: (``their_moves`` and ``my_moves`` are labelled ``lag_H .. lag_1`` per instance)
+    OBS_FEATURES = {"self": SELF_FEATURES, "neighbors": NEIGHBOR_FEATURES}
 
     def __init__(self, config: DilemmaConfig | None = None, *,
                  event_log: str | Path | EventLog | None = None, **overrides: Any) -> None:
@@ -287,6 +290,8 @@ class DilemmaEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self._init_episode(event_log)
         # no agent has more than n - 1 neighbours: two agents get one slot each
         self.K, self.H = min(c.max_neighbors, c.n_agents - 1), c.history_length
+        lags = tuple(f"lag_{self.H - h}" for h in range(self.H))  # most recent last
+        self.OBS_FEATURES = {**type(self).OBS_FEATURES, "their_moves": lags, "my_moves": lags}
         self.nvec = np.full(self.K, 2, dtype=np.int64)
         self.action_dim_names = [f"move_{k}" for k in range(self.K)]
         self._noop = np.zeros(self.K, dtype=np.int64)

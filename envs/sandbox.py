@@ -403,7 +403,10 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
     # ------------------------------------------------------------------ step
     # (the dict door -- obs views built once per episode, step() over step_arrays -- is
     # DictDoor's, in envs/core/api.py)
-    _info_keys = ("interactions", "view", "governance")
+    _info_keys = ("interactions", "view", "governance", "action_mask")
+    #: the labels of each observation array's last axis (the flat view's feature names)
+    OBS_FEATURES = {"self": SELF_FEATURES, "neighbors": NEIGHBOR_FEATURES,
+                    "inbox": INBOX_FEATURES}
 
     def _play_step(self, actions: np.ndarray, t: int, epoch: int,
                    reward: np.ndarray) -> InteractionBatch:
@@ -588,6 +591,9 @@ class SandboxEnv(DictDoor, EpisodeKernel, ParallelEnv):
             oa.neighbor_mask[:] = self.slot_mask
             am[:, seg[0] + 1:seg[1]] = (~self.frozen & self.slot_mask.any(axis=1))[:, None]
             am[:, seg[1]:seg[2]] = self.slot_mask
+            # every dimension allows some value: an agent without neighbours (whose kind is
+            # masked to none) may name slot 0, which is then ignored
+            am[:, seg[1]] |= ~self.slot_mask.any(axis=1)
             self._static_dirty = False
         # inbox: clear last step's rows, write the new pending proposals
         inbox = oa.inbox

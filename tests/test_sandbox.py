@@ -244,7 +244,8 @@ def test_infos_are_lazy_dicts_with_records_and_json_view():
     mine = ((b.initiator == 3) | (b.counterparty == 3)).sum()
     assert len(recs) == mine
     kept = info.materialize()
-    assert type(kept) is dict and set(kept) == {"interactions", "view", "governance"}
+    assert type(kept) is dict and set(kept) == {"interactions", "view", "governance",
+                                                      "action_mask"}
 
 
 def run_episode(seed, use_arrays, **cfg):

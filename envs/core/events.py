@@ -1062,6 +1062,12 @@ class _Episode:
                     or not all(type(x) is bool for x in frozen)):
                 raise LogError(where, f"must be a list of {self.n_agents} booleans",
                                "state.frozen")
+            invalid = ev.state.get("invalid")
+            if invalid is not None and (
+                    not isinstance(invalid, list) or len(invalid) != self.n_agents
+                    or not all(type(x) is int and x >= 0 for x in invalid)):
+                raise LogError(where, f"must be a list of {self.n_agents} non-negative "
+                                      "integers (masked choices per agent)", "state.invalid")
             self.epochs_done += 1
             self.last_event_step = ev.step
             return None

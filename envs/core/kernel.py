@@ -340,6 +340,11 @@ class EpisodeKernel(GovernedKernel):
         self.frozen = np.zeros(n, dtype=bool)
         self.reward_array = np.zeros(n, dtype=np.float64)
         self.cumulative_reward = np.zeros(n, dtype=np.float64)
+        self._agent_rows = np.arange(n)[:, None]
+        #: per agent, the steps of the current epoch whose action chose a masked value
+        self.invalid_actions = np.zeros(n, dtype=np.int64)
+        #: the same for the last complete epoch
+        self.epoch_invalid = np.zeros(n, dtype=np.int64)
 
     def _finish_reset(self) -> tuple[dict, dict]:
         """``reset``'s shared last part, once the variant's arrays exist: the dict views,
@@ -366,6 +371,12 @@ class EpisodeKernel(GovernedKernel):
             actions = stack_actions(actions, self.possible_agents, self.agent_name_mapping,
                                     self.nvec, self.action_dim_names, self._label, self._noop)
         invalidate_infos(self._touched)
+        # masked choices are counted, never silently dropped: a value the observation's
+        # mask did not allow (the game ignores it) counts once per agent and step
+        am = self.obs_arrays.action_mask
+        chosen = am[self._agent_rows, self._seg[:-1] + actions]
+        if not chosen.all():
+            self.invalid_actions += ~chosen.all(axis=1)
         spe = self.config.steps_per_epoch
         t = self.t
         epoch = t // spe
@@ -393,7 +404,10 @@ class EpisodeKernel(GovernedKernel):
             if log is not None:
                 log.epoch_end(epoch=epoch, step=t, edges=self.network.edge_list(),
                               state={"reputation": self.reputation,
-                                     "resources": self.resources, "frozen": self.frozen})
+                                     "resources": self.resources, "frozen": self.frozen,
+                                     "invalid": self.invalid_actions})
+            self.epoch_invalid = self.invalid_actions.copy()
+            self.invalid_actions[:] = 0
         if self.t >= self.max_steps:
             self.agents = []
             if log is not None:
@@ -445,6 +459,8 @@ class EpisodeKernel(GovernedKernel):
             return self.view(i)
         if key == "governance":
             return self._governance_info(i)
+        if key == "action_mask":  # the flat mask (what sb3-contrib's MaskablePPO reads)
+            return self.obs_arrays.action_mask[i].copy()
         raise KeyError(key)
 
     def state(self) -> np.ndarray:
