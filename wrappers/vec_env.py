@@ -15,7 +15,8 @@ and fills one preallocated ``(num_envs, size)`` observation buffer through the
   SB3 expects, the copy resets at once, ``infos[slot]["terminal_observation"]`` holds the
   last observation, ``"TimeLimit.truncated"`` is True and ``"episode"`` carries the slot's
   return, length and elapsed time (so SB3 logs ``ep_rew_mean`` without a ``VecMonitor``).
-  The info dicts are kept from step to step and only episode ends write into them.
+  The info dicts are kept from step to step and only episode ends write into them; each
+  step returns a new list of them, so one kept from an episode end stays as returned.
 - **Seeding**: episode ``e`` of copy ``c`` is reset with ``SeedSequence([seed, c, e])`` and
   the other policies of that copy are re-seeded from it, so a seed fixes every episode
   (``seed()`` sets a new one, as SB3's ``set_random_seed`` does, for the next ``reset``).
@@ -174,7 +175,8 @@ class SharedPolicyVecEnv(VecEnv):
                 cp.episode += 1
                 self._reset_copy(c)
         self.env_seconds += time.perf_counter() - start
-        return self._obs.copy(), self._rewards.copy(), self._dones.copy(), self._infos
+        # a new list (as the arrays are copies): the next step replaces entries of ours
+        return self._obs.copy(), self._rewards.copy(), self._dones.copy(), list(self._infos)
 
     def action_masks(self) -> np.ndarray:
         """Every slot's flat mask, ``(num_envs, sum(nvec))`` bool."""
