@@ -105,8 +105,8 @@ class MetricsTable:
 class ProgressBar:
     """``\\r[####......] 37/100 steps`` on a terminal; silent when the stream is not one."""
 
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream, self.width = stream, width
+    def __init__(self, stream: TextIO, width: int = 30, unit: str = "steps") -> None:
+        self.stream, self.width, self.unit = stream, width, unit
         self.active = bool(getattr(stream, "isatty", lambda: False)())
         self.drawn = False
 
@@ -115,7 +115,7 @@ class ProgressBar:
             return
         filled = self.width * done // max(total, 1)
         bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {done}/{total} steps")
+        self.stream.write(f"\r[{bar}] {done}/{total} {self.unit}")
         self.stream.flush()
         self.drawn = True
 
@@ -674,6 +674,107 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if result.failures else 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a config's learning entry, save the model and its curve, evaluate it."""
+    import importlib.util
+
+    from baselines.runfolder import TRAIN_FILES, RunFolder, RunFolderError
+
+    for module, extra in (("stable_baselines3", "rl"), ("sb3_contrib", "rl"),
+                          ("matplotlib", "analysis")):
+        if importlib.util.find_spec(module) is None:
+            raise _Failure(f"train needs {module}: pip install 'distsafe[{extra}]'")
+    scenario = _load(args.config)
+    if scenario.train is None:
+        raise _Failure(f"{args.config}: train: is missing: a training config is a scenario "
+                       "with a train: block and one agents entry with learn: true (see "
+                       "configs/train_adversary_sandbox.yaml)")
+    updates: dict[str, Any] = {}
+    if args.timesteps is not None:
+        updates["total_timesteps"] = args.timesteps
+    if args.seed is not None:
+        updates["seed"] = args.seed
+    if args.copies is not None:
+        updates["copies"] = args.copies
+    if args.eval_seeds is not None:
+        updates["eval"] = scenario.train.eval.model_copy(update={"seeds": args.eval_seeds})
+    if updates:
+        scenario = scenario.model_copy(update={"train": scenario.train.model_copy(
+            update=updates)})
+    if args.backend == "rllib" and importlib.util.find_spec("ray") is None:
+        raise _Failure("--backend rllib needs Ray RLlib: pip install 'distsafe[rllib]'")
+    _preflight(scenario.model_copy(update={"train": scenario.train}), args.config)
+    out = Path(args.out) if args.out else Path("runs") / f"train-{scenario.name}"
+    folder = RunFolder(out, files=TRAIN_FILES, what="training")
+    try:
+        if args.overwrite and folder.path.is_dir():
+            folder.check_is_run_folder()
+            folder.lock()
+            folder.clear()
+        else:
+            folder.create()
+    except RunFolderError as e:
+        raise _Failure(str(e)) from None
+    except OSError as e:
+        raise _Stop(1, f"{e.filename or out}: cannot use the training folder "
+                       f"({e.strerror or e})") from None
+    try:
+        return _train_in(folder, scenario, args)
+    finally:
+        folder.release()
+
+
+def _train_in(folder: Any, scenario: Any, args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+    import yaml
+
+    from baselines.train import eval_table, train
+
+    torch.set_num_threads(args.threads)
+    folder.write_text("config.yaml", yaml.safe_dump(scenario.model_dump(mode="json"),
+                                                    sort_keys=False))
+    spec = scenario.train
+    quiet = args.quiet
+    if not quiet:
+        print(f"training {spec.algorithm} on {scenario.name} for {spec.total_timesteps} "
+              f"learner steps ({spec.copies} copies, seed {spec.seed}) -> {folder.path}",
+              file=sys.stderr)
+    bar = ProgressBar(sys.stderr, unit="learner steps")
+    ebar = ProgressBar(sys.stderr, unit="evaluation runs")
+    try:
+        if args.backend == "rllib":
+            from baselines.rllib_backend import train_from_scenario
+
+            result = train_from_scenario(scenario, folder.path / "rllib",
+                                         on_progress=None if quiet else bar)
+            bar.close()
+            folder.write_text("train.json", json.dumps(result, indent=2, default=str) + "\n")
+            print(folder.path if quiet else f"rllib: wrote {folder.path / 'rllib'}")
+            return 0
+        result = train(scenario, args.config, folder, on_progress=None if quiet else bar,
+                       on_eval_progress=None if quiet else ebar,
+                       evaluate_after=not args.no_eval)
+    except KeyboardInterrupt:
+        raise _Stop(130, f"interrupted; {folder.path} holds what was written so far") \
+            from None
+    finally:
+        bar.close()
+        ebar.close()
+    summary = result["train"]
+    if quiet:
+        print(folder.path)
+        return 0
+    print(f"trained {summary['timesteps']} learner steps in {summary['seconds']:.1f} s "
+          f"({summary['fps']} steps/s, {100 * (summary['env_share'] or 0):.0f}% in the "
+          f"environment); masked choices per learner step: {summary['invalid_per_step']}")
+    if result["eval"] is not None:
+        print(eval_table(result["eval"]))
+    print(f"wrote {folder.path}/model.zip, curve.csv, curve.png, eval.json")
+    return 0
+
+
 def _strategies_and_payoffs(names: Sequence[str], payoffs: str
                             ) -> tuple[list[str], tuple[float, float, float, float]]:
     """``--strategies`` and ``--payoffs`` checked: an unknown name or a bad payoff is one
@@ -972,6 +1073,31 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=str(Path("runs") / "evolve"),
                    help="where evolution.csv or fixation.csv goes (default: runs/evolve)")
     p.set_defaults(func=cmd_evolve)
+
+    p = sub.add_parser("train", help="train a config's learning agents (SB3, or RLlib), "
+                                     "save the model and its learning curve, evaluate it "
+                                     "against the best scripted adversary")
+    p.add_argument("config", metavar="CONFIG", help="a training config (a scenario with a "
+                                                     "train: block)")
+    p.add_argument("--out", metavar="DIR", help="training folder (default: "
+                                               "runs/train-<name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing training "
+                                                              "folder")
+    p.add_argument("--timesteps", type=_positive, default=None, metavar="N",
+                   help="override train.total_timesteps")
+    p.add_argument("--seed", type=_seed, default=None, help="override train.seed")
+    p.add_argument("--copies", type=_positive, default=None, metavar="C",
+                   help="override train.copies")
+    p.add_argument("--eval-seeds", type=_int_at_least(2, "--eval-seeds"), default=None,
+                   metavar="N", help="override train.eval.seeds")
+    p.add_argument("--no-eval", action="store_true", help="train and save only")
+    p.add_argument("--threads", type=_positive, default=1, metavar="T",
+                   help="torch threads (1: fastest for small networks)")
+    p.add_argument("--backend", choices=("sb3", "rllib"), default="sb3",
+                   help="sb3 (Stable-Baselines3, the default) or rllib (Ray RLlib, an "
+                        "optional extra)")
+    p.add_argument("--quiet", action="store_true", help="print only the training folder")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("conversations", help="write one HTML page of what a run's LLM agents "
                                              "said (prompts, replies, reasoning, per step)")

@@ -49,6 +49,10 @@ LOCK = ".lock"
 RUN_FILES = frozenset({LOCK, "config.yaml", "events.jsonl", "events.interactions",
                        "metrics.csv", "usage.json", "llm_cache", "conversations.html",
                        "judgement.json"})
+#: what a training folder (``distsafe train``) may hold
+TRAIN_FILES = frozenset({LOCK, "config.yaml", "model.zip", "curve.csv", "curve.png",
+                         "invalid_actions.csv", "train.json", "eval", "eval.json", "eval.csv",
+                         "rllib"})
 
 
 class RunFolderError(Exception):
@@ -116,17 +120,20 @@ def identity_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]
     return out
 
 
-def _run_temporary(name: str) -> bool:
+def _run_temporary(name: str, files: frozenset[str] = RUN_FILES) -> bool:
     """A temporary a run writes beside its files: ``.config.yaml.tmp``, ``.events.jsonl.*``."""
-    return name.startswith(".") and name.endswith(".tmp") and any(
-        name.startswith(f".{f}") for f in RUN_FILES)
+    return name.startswith(".") and (name.endswith(".tmp") or name.endswith(".tmp.zip")) \
+        and any(name.startswith(f".{Path(f).stem}") for f in files)
 
 
 class RunFolder:
     """A run folder and the lock that makes it one writer's (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], files: frozenset[str] = RUN_FILES,
+                 what: str = "run") -> None:
         self.path = Path(path)
+        self.files = files  # what the folder may hold (TRAIN_FILES: a training folder)
+        self.what = what
         self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ state
@@ -139,7 +146,7 @@ class RunFolder:
         if not self.path.is_dir():
             return []
         return sorted(p.name for p in self.path.iterdir()
-                      if p.name not in RUN_FILES and not _run_temporary(p.name))
+                      if p.name not in self.files and not _run_temporary(p.name, self.files))
 
     def check_is_run_folder(self) -> None:
         """Refuse a folder that holds anything a run does not write (never delete it)."""
@@ -151,8 +158,8 @@ class RunFolder:
             shown = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)"
                                               if len(foreign) > 5 else "")
             raise RunFolderError(
-                f"{self.path}: is not a run folder (it holds {shown}); distsafe never writes "
-                "into or clears such a folder: choose another --out")
+                f"{self.path}: is not a {self.what} folder (it holds {shown}); distsafe never "
+                "writes into or clears such a folder: choose another --out")
         chunks = self.path / "events.interactions"
         if chunks.is_symlink():
             raise RunFolderError(f"{chunks}: is a symbolic link; a run folder's chunk folder "
@@ -199,8 +206,8 @@ class RunFolder:
         if self.holds_a_run():
             self.release()
             raise RunFolderError(
-                f"{self.path}: already holds a run; pass --overwrite to replace it or "
-                "--resume to continue it")
+                f"{self.path}: already holds a {self.what}; pass --overwrite to replace it"
+                + (" or --resume to continue it" if self.what == "run" else ""))
 
     def clear(self) -> None:
         """Empty the (locked) run folder for a new run (``--overwrite``): only the names a

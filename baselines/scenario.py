@@ -73,8 +73,8 @@ from envs.core.api import CONFIG_PROBLEMS, config_problems
 from envs.core.network import NetworkConfig, NetworkMemoryError
 from wrappers.stack import GovernanceConfig, governance_stack
 
-__all__ = ["AgentSpec", "ConfigError", "Scenario", "SimulationSpec", "TEAMS", "build",
-           "load_scenario", "parse_scenario", "preflight"]
+__all__ = ["AgentSpec", "ConfigError", "EvalSpec", "Scenario", "SimulationSpec", "TEAMS",
+           "TrainSpec", "build", "load_scenario", "parse_scenario", "preflight"]
 
 TEAMS: dict[str, int] = {"adversarial": 1}
 """Team id per agent type; types not listed play alone (team -1)."""
@@ -246,20 +246,37 @@ class AgentSpec(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _llm_block(cls, data: Any) -> Any:
+    def _policy_block(cls, data: Any) -> Any:
         """``type: llm`` agents take their parameters in an ``llm:`` block (model, persona or
-        strategy, temperature, max_tokens, concurrency, ...): it is their ``params``."""
-        if not isinstance(data, dict) or "llm" not in data:
+        strategy, temperature, max_tokens, concurrency, ...) and ``type: rl`` agents in an
+        ``rl:`` block or as ``model:`` / ``learn:`` beside ``type``: it is their ``params``."""
+        if not isinstance(data, dict):
             return data
-        if data.get("type") != "llm":
-            raise ValueError(f"an llm: block belongs to type: llm agents, not type: "
-                             f"{data.get('type')!r}")
-        if data.get("params"):
-            raise ValueError("give an llm agent's parameters in its llm: block or in "
-                             "params:, not both")
-        out = {k: v for k, v in data.items() if k != "llm"}
-        out["params"] = data["llm"]
-        return out
+        if "llm" in data or "rl" in data:
+            block = "llm" if "llm" in data else "rl"
+            if data.get("type") != block:
+                raise ValueError(f"an {block}: block belongs to type: {block} agents, not "
+                                 f"type: {data.get('type')!r}")
+            if data.get("params"):
+                raise ValueError(f"give an {block} agent's parameters in its {block}: block "
+                                 "or in params:, not both")
+            out = {k: v for k, v in data.items() if k != block}
+            out["params"] = data[block]
+            data = out
+        short = [k for k in ("model", "learn") if k in data]
+        if short:
+            if data.get("type") != "rl":
+                raise ValueError(f"{short[0]}: belongs to type: rl agents, not type: "
+                                 f"{data.get('type')!r}")
+            params = dict(data.get("params") or {})
+            for k in short:
+                if k in params:
+                    raise ValueError(f"{k} is given twice: beside type and in the rl "
+                                     "parameters")
+                params[k] = data[k]
+            data = {k: v for k, v in data.items() if k not in short}
+            data["params"] = params
+        return data
 
     def policy_class(self) -> type[Policy]:
         """The :class:`~baselines.policy.Policy` subclass that ``type`` names."""
@@ -289,6 +306,55 @@ class SimulationSpec(BaseModel):
         None, ge=0,
         description="run seed (env reset and every policy's generator); None: fresh entropy",
     )
+
+
+class EvalSpec(BaseModel):
+    """How ``distsafe train`` evaluates the trained agent: in the learner's place, against
+    the scripted players that could take it, over ``seeds`` seeds under the same governance."""
+
+    model_config = _STRICT
+
+    seeds: int = Field(10, ge=2, le=100_000, description="evaluation seeds (run k: the "
+                       "scenario's seed + 1000 + k, never a training seed)")
+    against: tuple[str, ...] = Field(
+        ("deceptive", "adversarial"), min_length=1,
+        description="scripted policies evaluated in the learner's place (the best of them "
+        "is the bar the trained agent must clear)")
+    deterministic: bool = Field(True, description="the trained agent plays its most likely "
+                                "allowed action")
+
+    @field_validator("against", mode="before")
+    @classmethod
+    def _listed(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+
+class TrainSpec(BaseModel):
+    """A training config's ``train:`` block (``distsafe train``): which algorithm, how long,
+    how many copies of the environment, the seed, the algorithm's hyperparameters."""
+
+    model_config = _STRICT
+
+    algorithm: typing.Literal["ppo", "maskable_ppo", "a2c", "dqn"] = Field(
+        "maskable_ppo", description="SB3 algorithm (maskable_ppo: sb3-contrib's MaskablePPO)")
+    total_timesteps: int = Field(ge=1, le=10**10, description="learner steps to train for "
+                                 "(one per learning agent per environment step)")
+    copies: int = Field(8, ge=1, le=4096, description="independent copies of the "
+                        "environment stepped side by side (the VecEnv has copies x learners "
+                        "slots)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="training seed (model, environment "
+                      "copies, other agents)")
+    net_arch: tuple[int, ...] = Field((64, 64), min_length=1, description="hidden layers of "
+                                      "the policy and value networks")
+    hyperparams: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the algorithm (e.g. n_steps, "
+        "batch_size, learning_rate, ent_coef), checked against its constructor")
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @field_validator("net_arch", mode="before")
+    @classmethod
+    def _listed(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
 
 
 class Scenario(BaseModel):
@@ -321,6 +387,9 @@ class Scenario(BaseModel):
     governance: GovernanceConfig | None = Field(
         None, description="governance levers and their parameters (absent: none); see "
         "wrappers/stack.py")
+    train: TrainSpec | None = Field(
+        None, description="a training config's training (distsafe train): the entry with "
+        "learn: true learns")
 
     @field_validator("env")
     @classmethod
@@ -373,6 +442,31 @@ class Scenario(BaseModel):
                 problems.append((f"agents[{index}].type", (
                     f"{spec.type!r} plays {', '.join(plays)}, not {variant} (env "
                     f"{self.env}); allowed for {variant}: {allowed_names(variant)}")))
+        learners = [i for i, spec in enumerate(self.agents) if spec.params.get("learn")]
+        if len(learners) > 1:
+            problems.append((f"agents[{learners[1]}].params.learn", (
+                f"one entry learns (agents[{learners[0]}] already does); give the learning "
+                "agents one entry with a count")))
+        if self.train is None:
+            for i in learners:
+                if not self.agents[i].params.get("model"):
+                    problems.append((f"agents[{i}].params.learn", (
+                        "learn: true is trained by distsafe train (a config with a train: "
+                        "block); to play a trained agent give model: PATH")))
+        elif not learners:
+            problems.append(("train", "needs an agents entry that learns: {type: rl, count: "
+                                      "N, learn: true}"))
+        if self.train is not None:
+            for j, name in enumerate(self.train.eval.against):
+                try:
+                    cls = resolve_policy(name, variant)
+                except PolicyLookupError as e:
+                    problems.append((f"train.eval.against[{j}]", str(e)))
+                    continue
+                if cls.variants is not None and variant not in cls.variants:
+                    problems.append((f"train.eval.against[{j}]", (
+                        f"{name!r} plays {', '.join(cls.variants)}, not {variant}; allowed: "
+                        f"{allowed_names(variant)}")))
         config_cls = _config_class(self.env)
         known = set(config_cls.model_fields) if config_cls is not None else None
         allowed = sorted((known or set()) - set(_SET_BY_SCENARIO))
@@ -667,6 +761,8 @@ def _test_policies(scenario: Scenario, env: Any, policies: Mapping[str, Any],
         first += spec.count
         names = [base.possible_agents[i] for i in rows]
         policy = policies[names[0]]
+        if spec.params.get("learn") and not spec.params.get("model"):
+            continue  # the entry a training config trains: nothing to play yet
         try:
             if policy.batched():
                 out = policy.act_arrays(ObsBatch.from_env(base, rows))

@@ -381,6 +381,13 @@ def resolve_policy(name: str, variant: str | None = None) -> type[Policy]:
             raise PolicyLookupError(f"agent type 'llm' needs the LLM extra (pip install -e "
                                     f"'.[llm]'): {type(e).__name__}: {e}") from None
         return _check_policy_class(module.LLMPolicy, "agent type 'llm'")
+    if name == "rl":  # imported on demand: torch and SB3 are an optional extra
+        try:
+            module = importlib.import_module("baselines.rl")
+        except ImportError as e:  # pragma: no cover - baselines.rl imports no extra itself
+            raise PolicyLookupError(f"agent type 'rl' needs the RL extra (pip install -e "
+                                    f"'.[rl]'): {type(e).__name__}: {e}") from None
+        return _check_policy_class(module.RLPolicy, "agent type 'rl'")
     if ":" in name:
         return _from_import_path(name)
     eps = _entry_points()

@@ -20,6 +20,7 @@ from baselines.scenario import (
     preflight,
 )
 from baselines.scripted import POLICIES
+from baselines.train import learner_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -67,8 +68,12 @@ def test_config_loads_builds_and_runs(path):
     assert len(env.possible_agents) == scenario.n_agents
     assert list(env.config.groups) == scenario.agent_groups()
     obs, infos = env.reset(seed=0)
+    # a training config's learners have no model yet: they take random allowed actions
+    learning = set(learner_entry(scenario)[1]) if scenario.train is not None else set()
     for _ in range(3):
-        actions = {a: policies[a].act(obs[a], infos[a]) for a in env.agents}
+        actions = {a: (env.action_space(a).sample(mask=obs[a]["action_mask"])
+                       if a in learning else policies[a].act(obs[a], infos[a]))
+                   for a in env.agents}
         for a, act in actions.items():
             assert env.action_space(a).contains(np.asarray(act, dtype=np.int64))
         obs, rewards, terms, truncs, infos = env.step(actions)
@@ -202,7 +207,7 @@ def test_duplicate_key(tmp_path):
 def test_unknown_top_level_key(tmp_path):
     msg = _error(tmp_path, VALID + "colour: red\n")
     assert msg == ("colour: unknown key; allowed: agents, description, env, env_params, "
-                   "governance, name, network, payoff, simulation")
+                   "governance, name, network, payoff, simulation, train")
 
 
 def test_bad_policy_params(tmp_path):

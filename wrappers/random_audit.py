@@ -7,7 +7,8 @@ initiator of a harmful one ``penalty * penalty_multiplier`` as a governance cost
 step. **Auditing is the one lever that dressing cannot fool**: dressed-up signals move ``p``,
 never ``v``. ``mode="proxy"`` is the original sandbox's audit, keyed to the proxy: it charges
 ``(threshold - p) * penalty_multiplier`` when ``p < threshold`` — gameable by dressing, kept
-for the comparison. Caught initiators are reported (``hit_initiators``), which
+for the comparison. The initiators of audited interactions are reported
+(``audited_initiators``) and those caught (``hit_initiators``), which
 :class:`~wrappers.staking.Staking` slashes.
 
 Example:
@@ -77,6 +78,7 @@ class RandomAudit(GovernanceWrapper):
             "audited": int(audited.sum()),
             "hits": np.stack([batch.initiator[hits], batch.counterparty[hits]], 1).tolist(),
             "hit_initiators": initiators.tolist(),
+            "audited_initiators": batch.initiator[audited].astype(np.int64).tolist(),
             "summary": {"audits": int(audited.sum()), "audit_hits": len(hits),
                         "audit_misses": int(missed.sum()), "penalties": float(cost.sum())}},
             agents=batch.initiator[audited])

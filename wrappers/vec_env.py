@@ -19,7 +19,10 @@ and fills one preallocated ``(num_envs, size)`` observation buffer through the
   step returns a new list of them, so one kept from an episode end stays as returned.
 - **Seeding**: episode ``e`` of copy ``c`` is reset with ``SeedSequence([seed, c, e])`` and
   the other policies of that copy are re-seeded from it, so a seed fixes every episode
-  (``seed()`` sets a new one, as SB3's ``set_random_seed`` does, for the next ``reset``).
+  (``seed()`` sets a new one, as SB3's ``set_random_seed`` does, for the next ``reset``;
+  a ``reset`` without a new seed goes on with the next episodes, it does not replay).
+  Give each copy its own policy objects (``others`` as a callable) for copies that are
+  independent of each other.
 - **Invalid actions**: :attr:`invalid_log` gets one row per copy and epoch: the learners'
   steps that chose a masked value (the environment ignores them), of ``learner_steps``.
 - **Timing**: :attr:`env_seconds` is the wall time spent inside the environment (stepping,
@@ -81,10 +84,15 @@ class SharedPolicyVecEnv(VecEnv):
             callable ``others(copy_index)`` gives each copy its own objects).
         copies: Independent copies of the environment.
         seed: The seed of the first ``reset`` (``None``: fresh entropy).
+        joint_actions: Expose ``Discrete(prod(nvec))`` (every combination of the action
+            dimensions one action, for algorithms such as DQN that need a ``Discrete``
+            space; at most 4096 combinations) instead of ``MultiDiscrete(nvec)``; masks are
+            then the joint ``(num_envs, prod(nvec))`` masks.
     """
 
     def __init__(self, make_env: Callable[[], Any] | Any, learners: str | Sequence[str],
-                 others: Any = None, copies: int = 1, seed: int | None = None) -> None:
+                 others: Any = None, copies: int = 1, seed: int | None = None,
+                 joint_actions: bool = False) -> None:
         if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
             raise ValueError(f"SharedPolicyVecEnv: copies must be an int >= 1, got {copies!r}")
         if not callable(make_env):
@@ -111,15 +119,27 @@ class SharedPolicyVecEnv(VecEnv):
         self._dirty: list[int] = []
         self._pending: np.ndarray | None = None
         self._seed = seed
+        self._reseeded = True
         self.render_mode = None
         self.env_seconds = 0.0
         self.invalid_log: list[dict[str, int]] = []
-        super().__init__(n, self.layout.space(), spaces.MultiDiscrete(self.nvec))
+        self.joint = joint_actions
+        if joint_actions:
+            size = int(np.prod(self.nvec))
+            if size > 4096:
+                raise ValueError(f"SharedPolicyVecEnv: joint actions need prod(nvec) <= 4096, "
+                                 f"this environment has {size} (nvec {self.nvec.tolist()}): "
+                                 "use a MultiDiscrete algorithm (ppo, maskable_ppo, a2c)")
+            action_space: spaces.Space = spaces.Discrete(size)
+        else:
+            action_space = spaces.MultiDiscrete(self.nvec)
+        super().__init__(n, self.layout.space(), action_space)
 
     # ---------------------------------------------------------------- VecEnv API
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Set the seed of the next ``reset`` (every copy and episode derives from it)."""
         self._seed = seed
+        self._reseeded = True
         return [seed] * self.num_envs
 
     def reset(self) -> np.ndarray:
@@ -127,8 +147,10 @@ class SharedPolicyVecEnv(VecEnv):
         if self._seed is None:
             self._seed = int(np.random.SeedSequence().generate_state(1)[0])
         for c, cp in enumerate(self._copies):
-            cp.episode = 0
+            if self._reseeded:  # a new seed starts its episodes afresh; otherwise a reset
+                cp.episode = 0  # goes on to the next episodes (SB3 uses a seed once)
             self._reset_copy(c)
+        self._reseeded = False
         self.env_seconds += time.perf_counter() - start
         return self._obs.copy()
 
@@ -179,14 +201,23 @@ class SharedPolicyVecEnv(VecEnv):
         return self._obs.copy(), self._rewards.copy(), self._dones.copy(), list(self._infos)
 
     def action_masks(self) -> np.ndarray:
-        """Every slot's flat mask, ``(num_envs, sum(nvec))`` bool."""
-        return np.concatenate([cp.base.obs_arrays.action_mask[cp.rows]
+        """Every slot's flat mask, ``(num_envs, sum(nvec))`` bool (joint actions:
+        ``(num_envs, prod(nvec))``)."""
+        mask = np.concatenate([cp.base.obs_arrays.action_mask[cp.rows]
                                for cp in self._copies]).astype(bool)
+        if self.joint:
+            from baselines.rl import _joint_mask
+
+            return _joint_mask(mask, self.nvec)
+        return mask
 
     def sample_actions(self, rng: np.random.Generator | None = None) -> np.ndarray:
         """Uniform random valid actions of every slot (the env's ``sample_actions``)."""
         rng = np.random.default_rng() if rng is None else rng
-        return np.concatenate([cp.base.sample_actions(rng)[cp.rows] for cp in self._copies])
+        acts = np.concatenate([cp.base.sample_actions(rng)[cp.rows] for cp in self._copies])
+        if self.joint:
+            return np.ravel_multi_index(tuple(acts.T), tuple(self.nvec))
+        return acts
 
     def close(self) -> None:
         for cp in self._copies:
@@ -236,6 +267,14 @@ class SharedPolicyVecEnv(VecEnv):
         if actions is None:
             raise RuntimeError("SharedPolicyVecEnv: step_wait() without step_async()")
         arr = np.asarray(actions)
+        if self.joint:  # one index per slot -> its action vector
+            size = int(np.prod(self.nvec))
+            flat = arr.reshape(-1)
+            if flat.shape != (self.num_envs,) or flat.dtype.kind not in "iu" or (
+                    (flat < 0) | (flat >= size)).any():
+                raise ActionError(f"SharedPolicyVecEnv: joint actions must be {self.num_envs} "
+                                  f"integers in 0..{size - 1}, got {arr!r}")
+            return np.stack(np.unravel_index(flat, tuple(self.nvec)), axis=1).astype(np.int64)
         shape = (self.num_envs, len(self.nvec))
         if arr.shape != shape or arr.dtype.kind not in "iu":
             if arr.shape == shape and arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
