@@ -88,11 +88,16 @@ class SharedPolicyVecEnv(VecEnv):
             dimensions one action, for algorithms such as DQN that need a ``Discrete``
             space; at most 4096 combinations) instead of ``MultiDiscrete(nvec)``; masks are
             then the joint ``(num_envs, prod(nvec))`` masks.
+        reward_shaping: ``f(base_env, learner_rows) -> (L,)`` added to the learners' rewards
+            after each step (e.g. a bonus for the harm a harm-seeking adversary got
+            through); ``None``: the environment's rewards as they are.
     """
 
     def __init__(self, make_env: Callable[[], Any] | Any, learners: str | Sequence[str],
                  others: Any = None, copies: int = 1, seed: int | None = None,
-                 joint_actions: bool = False) -> None:
+                 joint_actions: bool = False,
+                 reward_shaping: Callable[[Any, np.ndarray], np.ndarray] | None = None
+                 ) -> None:
         if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
             raise ValueError(f"SharedPolicyVecEnv: copies must be an int >= 1, got {copies!r}")
         if not callable(make_env):
@@ -120,6 +125,7 @@ class SharedPolicyVecEnv(VecEnv):
         self._pending: np.ndarray | None = None
         self._seed = seed
         self._reseeded = True
+        self._shaping = reward_shaping
         self.render_mode = None
         self.env_seconds = 0.0
         self.invalid_log: list[dict[str, int]] = []
@@ -173,6 +179,8 @@ class SharedPolicyVecEnv(VecEnv):
             cp.others.act_into(cp.actions, base.t)
             rewards = base.step_arrays(cp.actions, validate=False)
             r = rewards[cp.rows]
+            if self._shaping is not None:
+                r = r + self._shaping(base, cp.rows)
             self._rewards[sl] = r
             cp.returns += r
             spe = base.config.steps_per_epoch
