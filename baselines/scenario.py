@@ -349,6 +349,10 @@ class TrainSpec(BaseModel):
     hyperparams: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments of the algorithm (e.g. n_steps, "
         "batch_size, learning_rate, ent_coef), checked against its constructor")
+    harm_bonus: float = Field(
+        0.0, ge=0.0, le=1e6, description="the learner's objective beyond its payoff: added to "
+        "its reward for each accepted interaction it initiated that was harmful (hidden truth "
+        "v = -1): a harm-seeking adversary (0: payoff only)")
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
     @field_validator("net_arch", mode="before")

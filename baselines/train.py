@@ -25,7 +25,8 @@ agents share one model), trains, and writes into the training folder:
 ``model.zip``           the model (SB3's zip with ``distsafe.json``: algorithm, env, layout);
                         play it with ``{type: rl, model: .../model.zip}``
 ``curve.csv`` / ``.png``  the learning curve: per rollout, timesteps, mean episode return of
-                        the learning agents (their reward summed over an episode), masked
+                        the learning agents (their reward summed over an episode, with the
+                        ``harm_bonus`` of a harm-seeking learner), masked
                         choices per learner step, wall time, frames per second, share of
                         time in the environment
 ``invalid_actions.csv`` per copy, episode and epoch: the learners' steps that chose a value
@@ -69,6 +70,7 @@ BEHAVIOUR: tuple[tuple[str, str], ...] = (
     ("reward", "reward"), ("payoff", "payoff"), ("proposals_per_step", "proposals/step"),
     ("effort", "effort"), ("dressing", "dressing"), ("full_dressing", "fully dressed"),
     ("acceptance", "accepted"), ("mean_p", "mean p"), ("harm_rate", "true harm rate"),
+    ("harm_done", "harmful accepted"),
     ("audited", "audited"), ("caught", "caught"), ("fines", "fines"),
     ("breaker_mean", "breaker stat"), ("breaker_max", "breaker max"),
     ("breaker_over", "checks >= threshold"), ("freezes", "freezes"),
@@ -114,6 +116,19 @@ def _make_model(spec: Any, venv: Any, source: str, start: str | None) -> Any:
         raise ConfigError(source, "train.hyperparams", (
             f"{cls.__name__} refuses them: {type(e).__name__}: {' '.join(str(e).split())}")) \
             from None
+
+
+def _harm_bonus(bonus: float) -> Callable[[Any, np.ndarray], np.ndarray]:
+    """Reward shaping of a harm-seeking learner: ``bonus`` per accepted harmful interaction
+    it initiated in the step (the hidden truth of its own work, which it knows)."""
+    def shaping(base: Any, rows: np.ndarray) -> np.ndarray:
+        b = base.last_batch
+        if not len(b):
+            return np.zeros(len(rows))
+        harmful = b.accepted & (b.v < 0)
+        counts = np.bincount(b.initiator[harmful], minlength=base.config.n_agents)
+        return bonus * counts[rows]
+    return shaping
 
 
 class _Curve:
@@ -196,7 +211,9 @@ def train(scenario: Scenario, source: str, folder: Any, *,
     others = [{a: p for a, p in pols.items() if a not in learners} for _, pols in built]
     venv = SharedPolicyVecEnv(lambda: next(envs_iter), learners=learners,
                               others=lambda c: others[c], copies=spec.copies, seed=spec.seed,
-                              joint_actions=spec.algorithm == "dqn")
+                              joint_actions=spec.algorithm == "dqn",
+                              reward_shaping=(_harm_bonus(spec.harm_bonus)
+                                              if spec.harm_bonus else None))
     model = _make_model(spec, venv, source, start_model)
     curve = _Curve(venv, spec.total_timesteps, on_progress)
     started = time.perf_counter()
@@ -214,6 +231,7 @@ def train(scenario: Scenario, source: str, folder: Any, *,
     folder.write_text("invalid_actions.csv", _csv_text(venv.invalid_log))
     summary = {
         "algorithm": spec.algorithm, "timesteps": int(model.num_timesteps),
+        "harm_bonus": spec.harm_bonus,
         "copies": spec.copies, "learners": learners, "slots": venv.num_envs,
         "seed": spec.seed, "seconds": round(seconds, 3),
         "fps": round(model.num_timesteps / seconds, 1) if seconds > 0 else None,
@@ -384,6 +402,7 @@ def behaviour_from_log(path: str | Path, rows: Sequence[int],
         "acceptance": _mean(acc[ini]),
         "mean_p": _mean(batch.p[ini]),
         "harm_rate": _mean(batch.v[ini & acc] < 0),
+        "harm_done": float((ini & acc & (batch.v < 0)).sum() / k),
         "invalid": float(sum(int(np.asarray(e.state.get("invalid", [0] * (int(
             rows_arr.max()) + 1)))[rows_arr].sum()) for e in ends) / k),
     }

@@ -280,3 +280,40 @@ def test_dqn_trains_on_joint_actions_of_a_small_dilemma(tmp_path):
     result = json.loads((out / "eval.json").read_text())
     assert np.isfinite(result["candidates"]["trained"]["summary"]["reward"]["mean"])
     assert result["best_scripted"] in ("always_defect", "tit_for_tat")
+
+
+def test_harm_bonus_rewards_the_harm_a_learner_got_accepted():
+    """A harm-seeking learner's reward: its payoff plus the bonus per accepted harmful
+    interaction it initiated (the hidden truth of its own work)."""
+    import envs
+    from baselines.scripted import make_policy
+    from baselines.train import _harm_bonus
+    from wrappers.vec_env import SharedPolicyVecEnv
+
+    def make():
+        return envs.make("sandbox-v0", n_agents=5, n_epochs=1, steps_per_epoch=20)
+
+    shaped = SharedPolicyVecEnv(make, learners=["agent_0", "agent_1"],
+                                others=lambda c: make_policy("opportunistic", seed=c),
+                                seed=4, reward_shaping=_harm_bonus(2.5))
+    plain = SharedPolicyVecEnv(make, learners=["agent_0", "agent_1"],
+                               others=lambda c: make_policy("opportunistic", seed=c), seed=4)
+    shaped.reset()
+    plain.reset()
+    # zero effort, no dressing, propose to slot 0, accept everything offered
+    act = np.zeros((2, len(shaped.nvec)), dtype=np.int64)
+    act[:, 0] = 4
+    act[:, 5:] = 1
+    bonus_seen = 0.0
+    for _ in range(19):
+        masks = shaped.action_masks()
+        a = act.copy()
+        a[:, 5:] = masks[:, -2 * (len(shaped.nvec) - 5) + 1::2]  # accept where allowed
+        _, r_shaped, _, _ = shaped.step(a)
+        _, r_plain, _, _ = plain.step(a)
+        b = shaped._copies[0].base.last_batch
+        harmful = b.accepted & (b.v < 0)
+        want = 2.5 * np.array([(harmful & (b.initiator == i)).sum() for i in (0, 1)])
+        assert np.allclose(r_shaped - r_plain, want, atol=1e-5)
+        bonus_seen += want.sum()
+    assert bonus_seen > 0
