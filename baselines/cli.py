@@ -214,12 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             fmt = args.log_format or "arrow"
             identity = run_identity(scenario_dump, seed, fmt)
             resume_after = -1
-            if args.overwrite and folder.path.is_dir():
-                folder.check_is_run_folder()  # never clear a folder that is not a run's
-                folder.lock()
-                folder.clear()
-            else:
-                folder.create()
+            folder.open_new(args.overwrite)
     except RunFolderError as e:
         raise _Failure(str(e)) from None
     except OSError as e:  # an OS error, not a usage error: exit 1
@@ -696,6 +691,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         updates["seed"] = args.seed
     if args.copies is not None:
         updates["copies"] = args.copies
+    if args.harm_bonus is not None:
+        if not (math.isfinite(args.harm_bonus) and 0 <= args.harm_bonus <= 1e6):
+            raise _Failure(f"--harm-bonus must be a number in [0, 1e6], got {args.harm_bonus}")
+        updates["harm_bonus"] = args.harm_bonus
     if args.eval_seeds is not None:
         updates["eval"] = scenario.train.eval.model_copy(update={"seeds": args.eval_seeds})
     if updates:
@@ -703,16 +702,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             update=updates)})
     if args.backend == "rllib" and importlib.util.find_spec("ray") is None:
         raise _Failure("--backend rllib needs Ray RLlib: pip install 'distsafe[rllib]'")
-    _preflight(scenario.model_copy(update={"train": scenario.train}), args.config)
+    _preflight(scenario, args.config)
     out = Path(args.out) if args.out else Path("runs") / f"train-{scenario.name}"
     folder = RunFolder(out, files=TRAIN_FILES, what="training")
     try:
-        if args.overwrite and folder.path.is_dir():
-            folder.check_is_run_folder()
-            folder.lock()
-            folder.clear()
-        else:
-            folder.create()
+        folder.open_new(args.overwrite)
     except RunFolderError as e:
         raise _Failure(str(e)) from None
     except OSError as e:
@@ -1090,6 +1084,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="override train.copies")
     p.add_argument("--eval-seeds", type=_int_at_least(2, "--eval-seeds"), default=None,
                    metavar="N", help="override train.eval.seeds")
+    p.add_argument("--harm-bonus", type=float, default=None, metavar="B",
+                   help="override train.harm_bonus: reward per accepted harmful interaction "
+                        "the learner initiated (a harm-seeking adversary)")
     p.add_argument("--no-eval", action="store_true", help="train and save only")
     p.add_argument("--threads", type=_positive, default=1, metavar="T",
                    help="torch threads (1: fastest for small networks)")

@@ -209,6 +209,16 @@ class RunFolder:
                 f"{self.path}: already holds a {self.what}; pass --overwrite to replace it"
                 + (" or --resume to continue it" if self.what == "run" else ""))
 
+    def open_new(self, overwrite: bool) -> None:
+        """Lock the folder for a new run: emptied first with ``overwrite`` (never a folder
+        that is not a run's), else created (:meth:`create`: refused if it holds a run)."""
+        if overwrite and self.path.is_dir():
+            self.check_is_run_folder()  # never clear a folder that is not a run's
+            self.lock()
+            self.clear()
+        else:
+            self.create()
+
     def clear(self) -> None:
         """Empty the (locked) run folder for a new run (``--overwrite``): only the names a
         run writes are deleted (:meth:`check_is_run_folder` refused anything else)."""
