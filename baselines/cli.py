@@ -700,8 +700,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if updates:
         scenario = scenario.model_copy(update={"train": scenario.train.model_copy(
             update=updates)})
-    if args.backend == "rllib" and importlib.util.find_spec("ray") is None:
-        raise _Failure("--backend rllib needs Ray RLlib: pip install 'distsafe[rllib]'")
+    if args.backend == "rllib":
+        from baselines.scenario import ConfigError
+        from baselines.train import rllib_problems
+
+        if importlib.util.find_spec("ray") is None:
+            raise _Failure("--backend rllib needs Ray RLlib: pip install 'distsafe[rllib]'")
+        problems = rllib_problems(scenario)
+        if problems:  # before any file is touched
+            raise ConfigError(args.config, problems=problems)
     _preflight(scenario, args.config)
     out = Path(args.out) if args.out else Path("runs") / f"train-{scenario.name}"
     folder = RunFolder(out, files=TRAIN_FILES, what="training")
@@ -739,13 +746,16 @@ def _train_in(folder: Any, scenario: Any, args: argparse.Namespace) -> int:
     ebar = ProgressBar(sys.stderr, unit="evaluation runs")
     try:
         if args.backend == "rllib":
-            from baselines.rllib_backend import train_from_scenario
+            from baselines.train import train_with_rllib
 
-            result = train_from_scenario(scenario, folder.path / "rllib",
-                                         on_progress=None if quiet else bar)
+            result = train_with_rllib(scenario, args.config, folder,
+                                      on_progress=None if quiet else bar)
             bar.close()
             folder.write_text("train.json", json.dumps(result, indent=2, default=str) + "\n")
-            print(folder.path if quiet else f"rllib: wrote {folder.path / 'rllib'}")
+            print(folder.path if quiet else (
+                f"rllib: trained {result['timesteps']} learner steps in "
+                f"{result['seconds']:.1f} s; wrote {folder.path / 'rllib'} (checkpoint, "
+                "curve.csv) and train.json"))
             return 0
         result = train(scenario, args.config, folder, on_progress=None if quiet else bar,
                        on_eval_progress=None if quiet else ebar,

@@ -63,7 +63,8 @@ import numpy as np
 
 from baselines.scenario import ConfigError, Scenario, build
 
-__all__ = ["BEHAVIOUR", "behaviour_from_log", "evaluate", "learner_entry", "train"]
+__all__ = ["BEHAVIOUR", "behaviour_from_log", "evaluate", "learner_entry", "train",
+           "train_with_rllib"]
 
 #: the behaviour figures of one evaluation run, in table order: (key, title)
 BEHAVIOUR: tuple[tuple[str, str], ...] = (
@@ -249,6 +250,53 @@ def train(scenario: Scenario, source: str, folder: Any, *,
         folder.write_text("eval.json", json.dumps(result, indent=2, default=_jsonable) + "\n")
         folder.write_text("eval.csv", eval_csv(result))
     return {"train": summary, "eval": result}
+
+
+def rllib_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """What in a training config the RLlib backend cannot train: ``(path, problem)``."""
+    spec = scenario.train
+    problems = []
+    if spec.algorithm not in ("ppo", "maskable_ppo"):
+        problems.append(("train.algorithm", f"--backend rllib trains ppo (or maskable_ppo, "
+                                            f"as plain ppo); got {spec.algorithm!r}"))
+    if spec.harm_bonus:
+        problems.append(("train.harm_bonus", "--backend rllib trains on the environment's "
+                                             "rewards only; use the sb3 backend for "
+                                             "harm_bonus"))
+    return problems
+
+
+def train_with_rllib(scenario: Scenario, source: str, folder: Any, *,
+                     on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """The same setup trained with Ray RLlib (``distsafe train --backend rllib``): one PPO
+    policy shared by the learning agents, the others driven by their policies, the levers
+    on; RLlib's checkpoint, curve and ``rllib.json`` go to ``rllib/`` in the folder.
+
+    RLlib trains plain PPO (no action masks: masked choices are ignored by the environment
+    and counted); a ``maskable_ppo`` config trains as ``ppo``, others are refused.
+    """
+    import itertools
+
+    from baselines.rllib_backend import train_rllib
+
+    spec = scenario.train
+    problems = rllib_problems(scenario)
+    if problems:
+        raise ConfigError(source, problems=problems)
+    _, learners = learner_entry(scenario)
+    counter = itertools.count()
+
+    def make_env() -> Any:  # each environment RLlib makes: its own seeded policies
+        return build(scenario, seed=_derive(spec.seed, next(counter)))
+
+    try:
+        return train_rllib(make_env, learners, None, algorithm="ppo",
+                           total_timesteps=spec.total_timesteps, seed=spec.seed,
+                           hyperparams={**spec.hyperparams, "net_arch": list(spec.net_arch)},
+                           out=folder.path / "rllib", on_progress=on_progress)
+    except ValueError as e:
+        raise ConfigError(source, "train", f"RLlib refuses the config: "
+                                           f"{' '.join(str(e).split())}") from None
 
 
 def _rate(log: Sequence[Mapping[str, int]]) -> float | None:

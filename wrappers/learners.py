@@ -49,12 +49,18 @@ from pettingzoo.utils.env import ParallelEnv
 
 from envs.core.api import ActionError
 from wrappers.flat import FlatLayout
-from wrappers.single_agent import OtherAgents, check_hooks_only, learner_rows
+from wrappers.single_agent import (
+    LearnerView,
+    OtherAgents,
+    check_hooks_only,
+    checked_learner_actions,
+    learner_rows,
+)
 
 __all__ = ["LearnersParallelEnv"]
 
 
-class LearnersParallelEnv(ParallelEnv):
+class LearnersParallelEnv(LearnerView, ParallelEnv):
     """Only the learners are agents; the others act inside the step (see module docstring).
 
     Args:
@@ -136,15 +142,6 @@ class LearnersParallelEnv(ParallelEnv):
         """The learners' flat masks, ``(len(learners), sum(nvec))`` int8 (a fresh array)."""
         return self.base.obs_arrays.action_mask[self.rows]
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        return self.base.render() if self.base.render_mode else (
-            f"step {self.base.t}/{self.base.max_steps}")
-
-    def close(self) -> None:
-        self.env.close()
-
     def state(self) -> np.ndarray:
         """Every learner's flat observation, ``(len(learners), size)`` float32."""
         return self.layout.flatten(self.base.obs_arrays.named(), self.rows)
@@ -177,11 +174,5 @@ class LearnersParallelEnv(ParallelEnv):
             raise ActionError(f"LearnersParallelEnv: each learner's action must be {d} "
                               f"integers (MultiDiscrete {self.nvec.tolist()}); got "
                               f"{ {a: actions[a] for a in self.possible_agents[:3]} !r}")
-        arr = arr.astype(np.int64)
-        bad = (arr < 0) | (arr >= self.nvec)
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise ActionError(f"LearnersParallelEnv: learner {self.possible_agents[r]!r}: "
-                              f"dimension {c} ({self.base.action_dim_names[c]!r}) allows 0.."
-                              f"{int(self.nvec[c]) - 1}, got {int(arr[r, c])}")
-        return arr
+        return checked_learner_actions(arr, self.nvec, self.possible_agents,
+                                       self.base.action_dim_names, "LearnersParallelEnv")

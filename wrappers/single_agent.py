@@ -48,7 +48,8 @@ from gymnasium import spaces
 from envs.core.api import ActionError
 from wrappers.flat import FlatLayout
 
-__all__ = ["OtherAgents", "SingleAgentEnv", "learner_rows"]
+__all__ = ["LearnerView", "OtherAgents", "SingleAgentEnv", "checked_learner_actions",
+           "learner_rows"]
 
 
 def learner_rows(env: Any, learner: str | Sequence[str]) -> np.ndarray:
@@ -144,7 +145,42 @@ def check_hooks_only(env: Any, who: str) -> Any:
     return base
 
 
-class SingleAgentEnv(gymnasium.Env):
+def checked_learner_actions(arr: np.ndarray, nvec: np.ndarray, learners: Sequence[str],
+                            dim_names: Sequence[str], who: str) -> np.ndarray:
+    """``(L, len(nvec))`` int64 learner actions, each value checked against its dimension.
+
+    Raises:
+        ActionError: The first value out of range, naming the learner and the dimension.
+    """
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= nvec)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ActionError(f"{who}: learner {learners[r]!r}: dimension {c} "
+                          f"({dim_names[c]!r}) allows 0..{int(nvec[c]) - 1}, got "
+                          f"{int(arr[r, c])}")
+    return arr
+
+
+class LearnerView:
+    """What the learner views (:class:`SingleAgentEnv`, ``LearnersParallelEnv``) share:
+    ``env`` (the governed environment), ``base``, ``render_mode``."""
+
+    env: Any
+    base: Any
+    render_mode: str | None
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        return self.base.render() if self.base.render_mode else (
+            f"step {self.base.t}/{self.base.max_steps}")
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class SingleAgentEnv(LearnerView, gymnasium.Env):
     """One agent (or a group acting jointly) learns; the others follow policies."""
 
     metadata = {"render_modes": ["ansi"]}
@@ -200,15 +236,6 @@ class SingleAgentEnv(gymnasium.Env):
         """The learners' flat masks, concatenated, as bool."""
         return self.base.obs_arrays.action_mask[self.rows].reshape(-1).astype(bool)
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        return self.base.render() if self.base.render_mode else (
-            f"step {self.base.t}/{self.base.max_steps}")
-
-    def close(self) -> None:
-        self.env.close()
-
     # ---------------------------------------------------------------- helpers
     def _obs(self) -> np.ndarray:
         return self.layout.flatten(self.base.obs_arrays.named(), self.rows).reshape(-1)
@@ -223,11 +250,5 @@ class SingleAgentEnv(gymnasium.Env):
             raise ActionError(f"SingleAgentEnv: the action must be {L * d} integers "
                               f"(MultiDiscrete {self.action_space.nvec.tolist()}), got "
                               f"{arr.dtype} of shape {arr.shape}: {action!r}")
-        arr = arr.reshape(L, d).astype(np.int64)
-        bad = (arr < 0) | (arr >= self.nvec)
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise ActionError(f"SingleAgentEnv: learner {self.learners[r]!r}: dimension {c} "
-                              f"({self.base.action_dim_names[c]!r}) allows 0.."
-                              f"{int(self.nvec[c]) - 1}, got {int(arr[r, c])}")
-        return arr
+        return checked_learner_actions(arr.reshape(L, d), self.nvec, self.learners,
+                                       self.base.action_dim_names, "SingleAgentEnv")
