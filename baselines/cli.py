@@ -712,6 +712,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _preflight(scenario, args.config)
     out = Path(args.out) if args.out else Path("runs") / f"train-{scenario.name}"
     folder = RunFolder(out, files=TRAIN_FILES, what="training")
+    if args.eval_only:
+        return _evaluate_again(folder, scenario, args)
     try:
         folder.open_new(args.overwrite)
     except RunFolderError as e:
@@ -723,6 +725,40 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_in(folder, scenario, args)
     finally:
         folder.release()
+
+
+def _evaluate_again(folder: Any, scenario: Any, args: argparse.Namespace) -> int:
+    """``--eval-only``: evaluate the model a training folder holds (eval.json, eval.csv,
+    eval/ replaced), with the config's (or the overridden) evaluation settings."""
+    import json
+
+    from baselines.runfolder import RunFolderError
+    from baselines.train import eval_csv, eval_table, evaluate
+
+    model = folder.path / "model.zip"
+    if not model.is_file():
+        raise _Failure(f"{folder.path}: holds no model.zip to evaluate; train first (without "
+                       "--eval-only)")
+    try:
+        folder.check_is_run_folder()
+        folder.lock()
+    except RunFolderError as e:
+        raise _Failure(str(e)) from None
+    bar = ProgressBar(sys.stderr, unit="evaluation runs")
+    try:
+        import shutil
+
+        shutil.rmtree(folder.path / "eval", ignore_errors=True)
+        result = evaluate(scenario, model, folder.path / "eval",
+                          on_progress=None if args.quiet else bar)
+        bar.close()
+        folder.write_text("eval.json", json.dumps(result, indent=2) + "\n")
+        folder.write_text("eval.csv", eval_csv(result))
+    finally:
+        bar.close()
+        folder.release()
+    print(folder.path if args.quiet else eval_table(result))
+    return 0
 
 
 def _train_in(folder: Any, scenario: Any, args: argparse.Namespace) -> int:
@@ -1098,6 +1134,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="override train.harm_bonus: reward per accepted harmful interaction "
                         "the learner initiated (a harm-seeking adversary)")
     p.add_argument("--no-eval", action="store_true", help="train and save only")
+    p.add_argument("--eval-only", action="store_true",
+                   help="evaluate the model already in the training folder again (eval.json "
+                        "replaced), e.g. with other --eval-seeds")
     p.add_argument("--threads", type=_positive, default=1, metavar="T",
                    help="torch threads (1: fastest for small networks)")
     p.add_argument("--backend", choices=("sb3", "rllib"), default="sb3",

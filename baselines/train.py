@@ -537,6 +537,8 @@ def eval_table(result: Mapping[str, Any]) -> str:
         lines.append(f"{title:<20}" + "".join(f"{c:>{width + 12}}" for c in cells))
     v = result["verdict"]
     t, b = v["trained"], v["best_scripted"]
+    lines.append(f"mean ± half-width of its 95 % interval over {len(result['seeds'])} seeds, per "
+                 "learning agent and run")
     lines.append("")
     lines.append(
         f"trained reward {_num(t['mean'])} [{_num(t['lo'])}, {_num(t['hi'])}] vs best scripted "
