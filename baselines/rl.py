@@ -110,7 +110,8 @@ class RLPolicy(Policy):
 
     class Params(Policy.Params):
         model: str | None = Field(None, description="path of the model zip (distsafe train's "
-                                  "model.zip, or an SB3 zip with algorithm set)")
+                                  "model.zip, or an SB3 zip with algorithm set), or of an "
+                                  "RLlib training folder (train --backend rllib's rllib/)")
         algorithm: Literal["auto", "ppo", "maskable_ppo", "a2c", "dqn"] = Field(
             "auto", description="the SB3 algorithm; auto: the one the model file records")
         deterministic: bool = Field(True, description="play the most likely allowed value; "
@@ -122,7 +123,7 @@ class RLPolicy(Policy):
         @field_validator("model")
         @classmethod
         def _exists(cls, v: str | None) -> str | None:
-            if v is not None and not Path(v).is_file():
+            if v is not None and not Path(v).exists():
                 raise ValueError(f"no such model file {v!r} (paths are relative to the "
                                  "current folder)")
             return v
@@ -143,7 +144,21 @@ class RLPolicy(Policy):
             self.load(self.params.model)
 
     def load(self, path: str | Path, model: Any = None) -> None:
-        """Play the model saved at ``path`` (or the in-memory ``model`` trained there)."""
+        """Play the model saved at ``path`` (or the in-memory ``model`` trained there).
+
+        A folder is an RLlib training (``distsafe train --backend rllib``'s ``rllib/``, or
+        its checkpoint): its shared policy plays, through
+        :class:`baselines.rllib_backend.RLlibActor`."""
+        if Path(path).is_dir():
+            from baselines.rllib_backend import RLlibActor
+
+            try:
+                actor = RLlibActor.load(path)
+            except (FileNotFoundError, ValueError) as e:
+                raise ValueError(f"{path}: cannot load it as an RLlib policy: {e}") from None
+            self.model, self.meta, self.algorithm, self._joint = actor, actor.meta, "rllib", False
+            self._checked = False
+            return
         meta = read_meta(path)
         algo = self.params.algorithm if self.params.algorithm != "auto" else meta.get(
             "algorithm")
@@ -205,6 +220,8 @@ class RLPolicy(Policy):
         """The model's action logits (actor-critic) or q-values (DQN) for a batch."""
         import torch
 
+        if self.algorithm == "rllib":
+            return self.model.logits(flat)
         policy = self.model.policy
         with torch.no_grad():
             x = torch.as_tensor(flat, device=policy.device)
@@ -215,6 +232,14 @@ class RLPolicy(Policy):
             return policy.action_net(latent).cpu().numpy().astype(np.float64)
 
     def _check_layout(self, size: int, nvec: np.ndarray) -> None:
+        if self.algorithm == "rllib":
+            actor = self.model
+            if actor.size != size or actor.nvec.tolist() != nvec.tolist():
+                raise ValueError(f"RLlib policy {self.params.model} takes {actor.size} "
+                                 f"features and acts in {actor.nvec.tolist()}; this "
+                                 f"environment gives {size} and {nvec.tolist()}")
+            self._checked = True
+            return
         space = self.model.observation_space
         want = int(np.prod(space.shape))
         where = f"model {self.params.model or '(in memory)'}"

@@ -253,6 +253,16 @@ def test_distsafe_train_backend_rllib(tmp_path, capsys):
     rows = list(csv.DictReader((out / "rllib" / "curve.csv").open()))
     assert rows and all(math.isfinite(float(r["episode_reward_mean"])) for r in rows)
     assert "rllib: trained" in capsys.readouterr().out
+    # the trained policy plays in a scenario as type: rl, masks honoured
+    play = {k: v for k, v in data.items() if k != "train"}
+    play["agents"] = [{"type": "honest", "count": 2},
+                      {"type": "rl", "count": 2, "model": str(out / "rllib")}]
+    from baselines.runner import rollout
+    from baselines.scenario import parse_scenario
+
+    env, policies = build(parse_scenario(play), seed=3)
+    rows = rollout(env, policies, seed=3)
+    assert len(rows) == 2 and all(r["invalid_actions"] == 0 for r in rows)
     bad = dict(data, train={**data["train"], "algorithm": "a2c"})
     cfg.write_text(yaml.safe_dump(bad, sort_keys=False))
     assert main(["train", str(cfg), "--backend", "rllib", "--out", str(tmp_path / "o2")]) == 2
