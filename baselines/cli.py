@@ -780,6 +780,7 @@ def _train_in(folder: Any, scenario: Any, args: argparse.Namespace) -> int:
               file=sys.stderr)
     bar = ProgressBar(sys.stderr, unit="learner steps")
     ebar = ProgressBar(sys.stderr, unit="evaluation runs")
+    previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
         if args.backend == "rllib":
             from baselines.train import train_with_rllib
@@ -800,9 +801,14 @@ def _train_in(folder: Any, scenario: Any, args: argparse.Namespace) -> int:
         raise _Stop(130, f"interrupted; {folder.path} holds what was written so far") \
             from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         bar.close()
         ebar.close()
     summary = result["train"]
+    if summary.get("interrupted"):
+        raise _Stop(130, f"interrupted after {summary['timesteps']} learner steps; the model "
+                         f"as learned so far, its curve and train.json are in {folder.path} "
+                         "(not evaluated)")
     if quiet:
         print(folder.path)
         return 0

@@ -360,6 +360,26 @@ class TrainSpec(BaseModel):
     def _listed(cls, v: Any) -> Any:
         return tuple(v) if isinstance(v, list) else v
 
+    @field_validator("hyperparams")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        import math
+
+        def bad(x: Any) -> bool:
+            if isinstance(x, float):
+                return not math.isfinite(x)
+            if isinstance(x, dict):
+                return any(bad(y) for y in x.values())
+            if isinstance(x, (list, tuple)):
+                return any(bad(y) for y in x)
+            return False
+
+        nonfinite = [k for k, x in v.items() if bad(x)]
+        if nonfinite:
+            raise ValueError(f"{nonfinite[0]}: must be finite (not nan or inf), got "
+                             f"{v[nonfinite[0]]!r}")
+        return v
+
 
 class Scenario(BaseModel):
     """A runnable scenario: environment, population, network, payoffs, length.

@@ -194,7 +194,9 @@ def train(scenario: Scenario, source: str, folder: Any, *,
         evaluate_after: Run the evaluation (``eval.json``) after training.
 
     Returns:
-        ``{"train": what train.json holds, "eval": the evaluation or None}``.
+        ``{"train": what train.json holds, "eval": the evaluation or None}``. An interrupt
+        (Ctrl-C, SIGTERM) during training stops it, saves the model, curve and summary as
+        they are (``"interrupted": true``) and skips the evaluation.
     """
     import torch
 
@@ -218,7 +220,11 @@ def train(scenario: Scenario, source: str, folder: Any, *,
     model = _make_model(spec, venv, source, start_model)
     curve = _Curve(venv, spec.total_timesteps, on_progress)
     started = time.perf_counter()
-    model.learn(spec.total_timesteps, callback=curve.callback())
+    interrupted = False
+    try:
+        model.learn(spec.total_timesteps, callback=curve.callback())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was learned so far
+        interrupted = True
     seconds = time.perf_counter() - started
     if not curve.rows or curve.rows[-1]["timesteps"] < model.num_timesteps:
         curve.row(model.num_timesteps)
@@ -239,12 +245,12 @@ def train(scenario: Scenario, source: str, folder: Any, *,
         "env_seconds": round(venv.env_seconds, 3),
         "env_share": round(venv.env_seconds / seconds, 4) if seconds > 0 else None,
         "invalid_per_step": _rate(venv.invalid_log),
-        "torch_threads": torch.get_num_threads()}
+        "torch_threads": torch.get_num_threads(), "interrupted": interrupted}
     folder.write_text("train.json", json.dumps(summary, indent=2) + "\n")
     _plot_curve(curve.rows, folder.path / "curve.png", scenario.name, spec.algorithm)
     venv.close()
     result = None
-    if evaluate_after:
+    if evaluate_after and not interrupted:
         result = evaluate(scenario, model_path, folder.path / "eval",
                           on_progress=on_eval_progress)
         folder.write_text("eval.json", json.dumps(result, indent=2, default=_jsonable) + "\n")

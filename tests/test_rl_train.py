@@ -349,3 +349,41 @@ def test_recorded_model_reproduces_its_evaluation(tmp_path):
     for label, cand in again["candidates"].items():
         for run, old in zip(cand["runs"], recorded["candidates"][label]["runs"]):
             assert run == pytest.approx(old, nan_ok=True), label
+
+
+def test_sigterm_mid_training_keeps_the_model_learned_so_far(tmp_path):
+    """A real process, stopped mid-training: it exits 130 and leaves a playable model."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = dict(TINY, name="long", train={**TINY["train"], "algorithm": "ppo",
+                                          "total_timesteps": 10_000_000})
+    cfg = _write(tmp_path, "long.yaml", data)
+    out = tmp_path / "out"
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    proc = subprocess.Popen([sys.executable, "-m", "baselines.cli", "train", str(cfg), "--out",
+                             str(out)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "config.yaml").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(4)  # some rollouts
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted after" in err and "not evaluated" in err
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["interrupted"] is True and 0 < summary["timesteps"] < 10_000_000
+    assert not (out / "eval.json").exists()
+    pol = RLPolicy(model=str(out / "model.zip"))  # the partial model plays
+    assert read_meta(out / "model.zip")["timesteps"] == summary["timesteps"]
+    assert pol.algorithm == "ppo"
+
+
+def test_nonfinite_hyperparameters_are_refused():
+    bad = dict(TINY, train={**TINY["train"], "hyperparams": {"learning_rate": float("nan")}})
+    with pytest.raises(ConfigError, match=r"train\.hyperparams: .*learning_rate: must be "
+                                          r"finite"):
+        parse_scenario(bad, "x.yaml")
