@@ -56,3 +56,28 @@ def test_bench_llm_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data["max_in_flight"] == 4 and data["median_s"] >= data["lower_bound_s"]
+
+
+def test_bench_rl_quick(tmp_path):
+    """bench_rl.py trains both sides (and the fused variant) on a tiny budget and reports
+    finite FPS, ratios and environment shares."""
+    import math
+
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "rl.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_rl.py"),
+                           "--timesteps", "512", "--n-steps", "16", "--batch-size", "64",
+                           "--n-epochs", "1", "--repeats", "1", "--fused",
+                           "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "sandbox / cartpole FPS:" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["config"]["slots"] == 16
+    for side in ("sandbox", "cartpole", "sandbox-fused"):
+        med = data["median"][side]
+        assert math.isfinite(med["fps"]) and med["fps"] > 0
+        assert 0 < med["env_share"] < 1
+        assert data["repetitions"][0][side]["frames"] >= 512
+    for side in ("sandbox", "sandbox-fused"):
+        assert math.isfinite(data["ratio"][side]) and data["ratio"][side] > 0
