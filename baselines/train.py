@@ -110,8 +110,13 @@ def _make_model(spec: Any, venv: Any, source: str, start: str | None) -> Any:
             for k in unknown])
     if start is not None:
         return cls.load(start, env=venv, device="cpu", **spec.hyperparams)
+    policy: Any = "MlpPolicy"  # DQN; PPO, A2C, MaskablePPO: the fused MultiDiscrete one
+    if spec.algorithm != "dqn":
+        from baselines.fused import FusedMlpPolicy, MaskableFusedMlpPolicy
+
+        policy = MaskableFusedMlpPolicy if spec.algorithm == "maskable_ppo" else FusedMlpPolicy
     try:
-        return cls("MlpPolicy", venv, seed=spec.seed, verbose=0, device="cpu",
+        return cls(policy, venv, seed=spec.seed, verbose=0, device="cpu",
                    policy_kwargs={"net_arch": list(spec.net_arch)}, **spec.hyperparams)
     except (ValueError, TypeError, AssertionError) as e:
         raise ConfigError(source, "train.hyperparams", (

@@ -1,22 +1,25 @@
 """PPO throughput with parameter sharing on the sandbox against PPO on CartPole-v1.
 
-Two trainings with the same Stable-Baselines3 PPO (``MlpPolicy``; the same ``net_arch``,
+Two trainings with the same Stable-Baselines3 PPO hyperparameters (the same ``net_arch``,
 ``n_steps``, ``batch_size``, ``n_epochs``, learning rate, seed, ``device="cpu"``, one torch
-thread) and 16 slots each, alternated in one process (``--repeats`` repetitions, the order
-rotating) so a slow phase of the machine hits both alike:
+thread; by default SB3's own PPO defaults, tuned for neither side) and 16 slots each,
+alternated in one process (``--repeats`` repetitions, the order rotating) so a slow phase of
+the machine hits both alike:
 
-- **sandbox**: one :class:`~wrappers.vec_env.SharedPolicyVecEnv` over ``sandbox-v0`` with
-  20 agents, of which 16 (``agent_0`` .. ``agent_15``) learn one shared policy (parameter
-  sharing over a population: 16 slots) and 4 follow scripted policies (``agent_16``,
-  ``agent_17`` honest, ``agent_18``, ``agent_19`` opportunistic); the sandbox's defaults
-  otherwise (episodes of 10 epochs x 10 steps, complete network, 8 neighbour slots:
+- **sandbox**: what ``distsafe train`` runs: one :class:`~wrappers.vec_env.SharedPolicyVecEnv`
+  over ``sandbox-v0`` whose 16 agents all learn one shared policy (``--population all``,
+  parameter sharing over a whole population: 16 slots; ``--population mixed``: 20 agents, 16
+  learning, ``agent_16``/``agent_17`` honest and ``agent_18``/``agent_19`` opportunistic),
+  with :class:`baselines.fused.FusedMlpPolicy` (``MlpPolicy`` whose ``MultiDiscrete``
+  distribution is computed in one tensor: the same distribution as SB3's); the sandbox's
+  defaults otherwise (episodes of 10 epochs x 10 steps, complete network, 8 neighbour slots:
   observations of 123 floats, actions ``MultiDiscrete([6 8 5 3 3 2 2 2 2])``);
 - **cartpole**: ``CartPole-v1`` in SB3's ``DummyVecEnv`` with 16 environments
-  (``make_vec_env``): observations of 4 floats, actions ``Discrete(2)``;
-- **sandbox-fused** (``--fused`` only): the sandbox side with :class:`FusedPolicy`, which is
-  ``MlpPolicy`` computing the same ``MultiDiscrete`` distribution in one tensor instead of
-  SB3's one ``torch.distributions.Categorical`` per action dimension: what the policy's
-  distribution costs, not part of the like-for-like comparison.
+  (``make_vec_env``): observations of 4 floats, actions ``Discrete(2)``, stock ``MlpPolicy``
+  (one ``Categorical``: nothing to fuse);
+- **sandbox-stock** (``--stock`` only): the sandbox side with SB3's stock ``MlpPolicy``, whose
+  ``MultiDiscrete`` distribution builds one ``torch.distributions.Categorical`` per action
+  dimension on every forward pass and minibatch: what the fused distribution saves.
 
 Frames are learner steps (the model's ``num_timesteps``); FPS is frames over the wall time
 of the whole ``learn()`` call (rollouts and training). The environment's share of that wall
@@ -28,7 +31,8 @@ split into the environment and the rest (policy and PPO).
 
 Usage::
 
-    python benchmarks/bench_rl.py [--timesteps 65536] [--repeats 5] [--fused] [--json PATH]
+    python benchmarks/bench_rl.py [--timesteps 65536] [--repeats 5] [--population all]
+        [--stock] [--n-steps 2048 --batch-size 64 --n-epochs 10] [--json PATH]
 """
 
 from __future__ import annotations
@@ -51,18 +55,18 @@ import stable_baselines3  # noqa: E402
 import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
-from stable_baselines3.common.distributions import MultiCategoricalDistribution  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
-from stable_baselines3.common.policies import ActorCriticPolicy  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnvWrapper  # noqa: E402
 
 import envs  # noqa: E402
+from baselines.fused import FusedMlpPolicy  # noqa: E402
 from baselines.scripted import make_policy  # noqa: E402
 from wrappers.vec_env import SharedPolicyVecEnv  # noqa: E402
 
 SLOTS = 16
-N_AGENTS = 20
 LEARNERS = [f"agent_{i}" for i in range(SLOTS)]
+#: agents in the sandbox: all learning, or 16 learning among 4 scripted ones
+POPULATION = {"all": SLOTS, "mixed": SLOTS + 4}
 
 
 def ppo_kwargs(args: argparse.Namespace) -> dict:
@@ -73,63 +77,21 @@ def ppo_kwargs(args: argparse.Namespace) -> dict:
                 seed=args.seed, verbose=0)
 
 
-def make_sandbox_venv(seed: int) -> SharedPolicyVecEnv:
-    def make():
-        return envs.make("sandbox-v0", n_agents=N_AGENTS)
+def make_sandbox_venv(seed: int, population: str) -> SharedPolicyVecEnv:
+    n_agents = POPULATION[population]
 
-    def others(copy: int) -> dict:
+    def make():
+        return envs.make("sandbox-v0", n_agents=n_agents)
+
+    def others(copy: int) -> dict | None:
+        if n_agents == SLOTS:
+            return None
         honest = make_policy("honest", seed=seed)
         opportunistic = make_policy("opportunistic", seed=seed)
         return {"agent_16": honest, "agent_17": honest,
                 "agent_18": opportunistic, "agent_19": opportunistic}
 
     return SharedPolicyVecEnv(make, learners=LEARNERS, others=others, copies=1, seed=seed)
-
-
-class FusedMultiCategorical(MultiCategoricalDistribution):
-    """SB3's ``MultiCategoricalDistribution`` in one tensor: the same distribution (each
-    dimension a softmax over its own logits; log-probabilities and entropies summed over the
-    dimensions), computed on ``(batch, dims, max(nvec))`` logits padded with ``-inf`` instead
-    of one ``torch.distributions.Categorical`` per dimension (``--fused`` only)."""
-
-    def __init__(self, action_dims) -> None:
-        super().__init__(list(action_dims))
-        nvec = [int(n) for n in action_dims]
-        self._dims, self._width = len(nvec), max(nvec)
-        self._pos = torch.as_tensor([d * self._width + k for d, n in enumerate(nvec)
-                                     for k in range(n)])
-        self.logp: torch.Tensor | None = None
-
-    def proba_distribution(self, action_logits: torch.Tensor) -> FusedMultiCategorical:
-        batch = action_logits.shape[0]
-        padded = action_logits.new_full((batch, self._dims * self._width), float("-inf"))
-        padded = padded.index_copy(1, self._pos, action_logits)
-        self.logp = torch.log_softmax(padded.view(batch, self._dims, self._width), dim=-1)
-        return self
-
-    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        return self.logp.gather(2, actions.long().unsqueeze(-1)).squeeze(-1).sum(dim=1)
-
-    def entropy(self) -> torch.Tensor:
-        logp = self.logp.clamp(min=torch.finfo(self.logp.dtype).min)  # padding: 0 * min
-        return -(logp.exp() * logp).sum(dim=(1, 2))
-
-    def sample(self) -> torch.Tensor:
-        probs = self.logp.exp().view(-1, self._width)
-        return torch.multinomial(probs, 1).view(-1, self._dims)
-
-    def mode(self) -> torch.Tensor:
-        return self.logp.argmax(dim=-1)
-
-
-class FusedPolicy(ActorCriticPolicy):
-    """``MlpPolicy`` with :class:`FusedMultiCategorical` for ``MultiDiscrete`` actions (any
-    other action space: ``MlpPolicy`` itself)."""
-
-    def _build(self, lr_schedule) -> None:
-        if isinstance(self.action_dist, MultiCategoricalDistribution):
-            self.action_dist = FusedMultiCategorical(self.action_space.nvec)
-        super()._build(lr_schedule)
 
 
 class EnvTimer(VecEnvWrapper):
@@ -181,12 +143,12 @@ def make_cartpole_venv(seed: int) -> EnvTimer:
 
 def train(side: str, args: argparse.Namespace) -> dict:
     """One ``learn()`` of ``args.timesteps`` frames on ``side`` (``sandbox``,
-    ``sandbox-fused`` or ``cartpole``): FPS and environment share."""
+    ``sandbox-stock`` or ``cartpole``): FPS and environment share."""
     if side.startswith("sandbox"):
-        venv = make_sandbox_venv(args.seed)
+        venv = make_sandbox_venv(args.seed, args.population)
     else:
         venv = make_cartpole_venv(args.seed)
-    policy = FusedPolicy if side == "sandbox-fused" else "MlpPolicy"
+    policy = FusedMlpPolicy if side == "sandbox" else "MlpPolicy"
     model = PPO(policy, venv, **ppo_kwargs(args))
     timer = RolloutTimer()
     gc.collect()
@@ -206,18 +168,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--timesteps", type=int, default=65536,
                     help="frames (learner steps) per training, each side")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
-    ap.add_argument("--n-steps", type=int, default=128, help="PPO n_steps (per slot)")
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--n-epochs", type=int, default=4)
+    ap.add_argument("--n-steps", type=int, default=2048,
+                    help="PPO n_steps per slot (2048: SB3's default)")
+    ap.add_argument("--batch-size", type=int, default=64, help="(64: SB3's default)")
+    ap.add_argument("--n-epochs", type=int, default=10, help="(10: SB3's default)")
+    ap.add_argument("--population", choices=sorted(POPULATION), default="all",
+                    help="all: 16 agents, all learning; mixed: 16 learning among 20")
     ap.add_argument("--net-arch", type=int, nargs="+", default=[64, 64])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fused", action="store_true",
-                    help="also train the sandbox with FusedPolicy (one-tensor MultiCategorical)")
+    ap.add_argument("--stock", action="store_true",
+                    help="also train the sandbox with SB3's stock MlpPolicy (one Categorical "
+                         "per action dimension)")
     ap.add_argument("--json", type=Path, default=None, help="save the results here")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
-    sides = ["sandbox", "cartpole"] + (["sandbox-fused"] if args.fused else [])
+    sides = ["sandbox", "cartpole"] + (["sandbox-stock"] if args.stock else [])
     warm = argparse.Namespace(**{**vars(args), "timesteps": args.n_steps * SLOTS})
     for side in sides:  # imports, allocator, torch kernels: warm before timing
         train(side, warm)
@@ -240,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"python {platform.python_version()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} thread), SB3 {stable_baselines3.__version__}")
     print(f"# PPO, net_arch {args.net_arch}, n_steps {args.n_steps}, batch_size "
-          f"{args.batch_size}, n_epochs {args.n_epochs}, seed {args.seed}, {SLOTS} slots; "
+          f"{args.batch_size}, n_epochs {args.n_epochs}, seed {args.seed}, {SLOTS} slots "
+          f"(sandbox: {POPULATION[args.population]} agents, {SLOTS} learning); "
           f"{args.timesteps} frames per training; {args.repeats} interleaved repetitions")
     head = "| rep | " + " | ".join(f"{side} FPS" for side in sides) + " | " + " | ".join(
         f"{side} / cartpole" for side in ratios) + " | " + " | ".join(
@@ -273,7 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "cores": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "sb3": stable_baselines3.__version__,
                     "torch_threads": torch.get_num_threads()},
-        "config": {"slots": SLOTS, "n_agents": N_AGENTS, "learners": LEARNERS,
+        "config": {"slots": SLOTS, "n_agents": POPULATION[args.population],
+                   "population": args.population, "learners": LEARNERS,
                    "timesteps": args.timesteps, "repeats": args.repeats,
                    "n_steps": args.n_steps, "batch_size": args.batch_size,
                    "n_epochs": args.n_epochs, "net_arch": list(args.net_arch),

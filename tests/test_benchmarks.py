@@ -59,25 +59,27 @@ def test_bench_llm_quick(tmp_path):
 
 
 def test_bench_rl_quick(tmp_path):
-    """bench_rl.py trains both sides (and the fused variant) on a tiny budget and reports
-    finite FPS, ratios and environment shares."""
+    """bench_rl.py trains both sides (and the stock-policy variant) on a tiny budget and
+    reports finite FPS, ratios and environment shares."""
     import math
 
     pytest.importorskip("stable_baselines3")
     out = tmp_path / "rl.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_rl.py"),
                            "--timesteps", "512", "--n-steps", "16", "--batch-size", "64",
-                           "--n-epochs", "1", "--repeats", "1", "--fused",
+                           "--n-epochs", "1", "--repeats", "1", "--stock",
+                           "--population", "mixed",
                            "--json", str(out)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "sandbox / cartpole FPS:" in proc.stdout
     data = json.loads(out.read_text())
     assert data["config"]["slots"] == 16
-    for side in ("sandbox", "cartpole", "sandbox-fused"):
+    assert data["config"]["n_agents"] == 20
+    for side in ("sandbox", "cartpole", "sandbox-stock"):
         med = data["median"][side]
         assert math.isfinite(med["fps"]) and med["fps"] > 0
         assert 0 < med["env_share"] < 1
         assert data["repetitions"][0][side]["frames"] >= 512
-    for side in ("sandbox", "sandbox-fused"):
+    for side in ("sandbox", "sandbox-stock"):
         assert math.isfinite(data["ratio"][side]) and data["ratio"][side] > 0

@@ -387,3 +387,40 @@ def test_nonfinite_hyperparameters_are_refused():
     with pytest.raises(ConfigError, match=r"train\.hyperparams: .*learning_rate: must be "
                                           r"finite"):
         parse_scenario(bad, "x.yaml")
+
+
+def test_fused_distributions_equal_the_stock_ones():
+    """The fused MultiDiscrete distributions give SB3's and sb3-contrib's log-probabilities,
+    entropies and modes (masked too)."""
+    import torch
+    from sb3_contrib.common.maskable.distributions import (
+        MaskableMultiCategoricalDistribution,
+    )
+    from stable_baselines3.common.distributions import MultiCategoricalDistribution
+
+    from baselines.fused import FusedMultiCategorical, MaskableFusedMultiCategorical
+
+    nvec = [6, 8, 5, 3, 3, 2, 2, 2, 2]
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(128, sum(nvec), generator=gen) * 3
+    acts = torch.stack([torch.randint(0, n, (128,), generator=gen) for n in nvec], 1)
+    stock = MultiCategoricalDistribution(nvec).proba_distribution(logits)
+    fused = FusedMultiCategorical(nvec).proba_distribution(logits)
+    assert torch.allclose(stock.log_prob(acts), fused.log_prob(acts), atol=1e-5)
+    assert torch.allclose(stock.entropy(), fused.entropy(), atol=1e-5)
+    assert torch.equal(stock.mode(), fused.mode())
+    mask = torch.rand(128, sum(nvec), generator=gen) > 0.4
+    starts = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    mask[:, starts] = True  # every dimension allows a value, as the environments ensure
+    stock_m = MaskableMultiCategoricalDistribution(nvec).proba_distribution(logits)
+    fused_m = MaskableFusedMultiCategorical(nvec).proba_distribution(logits)
+    stock_m.apply_masking(mask)
+    fused_m.apply_masking(mask)
+    sampled = fused_m.sample()
+    seg = np.concatenate([[0], np.cumsum(nvec)])
+    assert mask[torch.arange(128)[:, None], torch.as_tensor(seg[:-1]) + sampled].all()
+    assert torch.allclose(stock_m.log_prob(sampled), fused_m.log_prob(sampled), atol=1e-5)
+    assert torch.allclose(stock_m.entropy(), fused_m.entropy(), atol=1e-5)
+    assert torch.equal(stock_m.mode(), fused_m.mode())
+    fused_m.apply_masking(None)  # masks removed: the unmasked distribution again
+    assert torch.allclose(fused_m.log_prob(acts), fused.log_prob(acts))
