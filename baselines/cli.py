@@ -605,6 +605,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()
         plays = ", ".join(cls.variants) if cls.variants else "any"
         print(f"  {name:<24}{plays:<9}{doc[0] if doc else ''}")
+    # the two that need an extra, resolved on demand (their modules import nothing heavy)
+    print(f"  {'llm':<24}{'any':<9}An LLM through litellm (llm: block; docs/llm.md).")
+    print(f"  {'rl':<24}{'any':<9}A trained model (model: PATH, or learn: true in a training "
+          "config; docs/rl.md).")
     print(f"configs ({CONFIGS_DIR}):")
     files = sorted(CONFIGS_DIR.glob("*.yaml")) if CONFIGS_DIR.is_dir() else []
     for f in files:

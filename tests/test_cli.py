@@ -185,8 +185,10 @@ def test_list():
     proc = distsafe("list")
     assert proc.returncode == 0, proc.stderr
     for word in ("sandbox-v0", "honest", "opportunistic", "deceptive", "adversarial",
-                 "baseline.yaml", "network_effects.yaml"):
+                 "baseline.yaml", "network_effects.yaml", "train_adversary_sandbox.yaml"):
         assert word in proc.stdout
+    names = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
+    assert "llm" in names and "rl" in names  # the extras' policy types are listed too
 
 
 def test_usage_errors_exit_2():
