@@ -424,3 +424,26 @@ def test_fused_distributions_equal_the_stock_ones():
     assert torch.equal(stock_m.mode(), fused_m.mode())
     fused_m.apply_masking(None)  # masks removed: the unmasked distribution again
     assert torch.allclose(fused_m.log_prob(acts), fused.log_prob(acts))
+
+
+def test_a_training_folder_has_one_writer(tmp_path, capsys):
+    """A second training into a folder another process holds is refused at once."""
+    from baselines.runfolder import TRAIN_FILES, RunFolder
+
+    out = tmp_path / "busy"
+    holder = RunFolder(out, files=TRAIN_FILES, what="training")
+    holder.create()  # this process holds the lock, as a running training would
+    try:
+        cfg = _write(tmp_path, "busy.yaml", TINY)
+        assert main(["train", str(cfg), "--out", str(out), "--overwrite"]) == 2
+        assert "is writing to this folder" in capsys.readouterr().err
+        assert main(["train", str(cfg), "--out", str(out), "--eval-only"]) == 2
+        assert "holds no model.zip" in capsys.readouterr().err
+    finally:
+        holder.release()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["train", str(_write(tmp_path, "t.yaml", TINY)), "--out",
+                 str(tmp_path / "mine"), "--overwrite"]) == 2
+    assert "is not a training folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
