@@ -48,15 +48,12 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import csv
 import hashlib
 import io
 import json
 import math
-import multiprocessing
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,15 +287,6 @@ def run_one(scenario_json: Mapping[str, Any], seed: int,
     return {"metrics": out, "series": series}
 
 
-def _job(index: int, scenario_json: dict, seed: int, bad_actors: tuple[str, ...]
-         ) -> tuple[int, dict[str, Any]]:
-    """A pool job: never raises for a failed run (the failure is reported as data)."""
-    try:
-        return index, run_one(scenario_json, seed, bad_actors)
-    except Exception as e:  # noqa: BLE001 - any failure of a run is reported, not raised
-        return index, {"error": f"{type(e).__name__}: {' '.join(str(e).split())}"}
-
-
 # --------------------------------------------------------------------------- the result
 @dataclass
 class Comparison:
@@ -456,15 +444,6 @@ def _jsonable(x: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- compare
-def _pool_context() -> Any:
-    """``fork`` where it is safe (Linux): workers start at once and never re-run the
-    caller's ``__main__`` (a script or a notebook needs no ``if __name__`` guard); ``spawn``
-    elsewhere."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux")
-                                       and "fork" in methods else "spawn")
-
-
 def compare(configs: Sequence[Any], seeds: int, *, jobs: int | None = None,
             bad_actors: Sequence[str] = BAD_ACTORS, out: str | Path | None = None,
             plot: bool = False,
@@ -500,32 +479,17 @@ def compare(configs: Sequence[Any], seeds: int, *, jobs: int | None = None,
         raise ValueError("compare: bad_actors names no group")
     cfgs = (list(configs) if configs and all(isinstance(c, _Config) for c in configs)
             else load_configs(configs))  # already loaded: by distsafe compare
+    from baselines.jobs import Job, run_jobs
+
     tasks = [(c, k) for c in cfgs for k in range(seeds)]
-    results: list[dict[str, Any] | None] = [None] * len(tasks)
-    done = 0
-
-    def record(index: int, res: dict[str, Any]) -> None:
-        nonlocal done
-        results[index] = res
-        done += 1
-        if on_progress is not None:
-            on_progress(done, len(tasks))
-
-    workers = min(jobs, len(tasks))
-    if workers == 1:
-        for i, (c, k) in enumerate(tasks):
-            record(*_job(i, c.scenario_json, c.base_seed + k, bad_actors))
-    else:
-        ctx = _pool_context()
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_job, i, c.scenario_json, c.base_seed + k, bad_actors): i
-                       for i, (c, k) in enumerate(tasks)}
-            for fut in cf.as_completed(futures):
-                try:
-                    record(*fut.result())
-                except Exception as e:  # noqa: BLE001 - e.g. a worker killed (BrokenPool)
-                    record(futures[fut], {"error": f"{type(e).__name__}: "
-                                                   f"{' '.join(str(e).split()) or 'no detail'}"})
+    work = [Job(f"{i}", c.scenario_json, c.base_seed + k, "compare",
+                {"bad_actors": list(bad_actors)}) for i, (c, k) in enumerate(tasks)]
+    # a failed run is not retried here: it is a property of its scenario and seed
+    done = run_jobs(work, workers=min(jobs, len(tasks)), retries=0, on_progress=on_progress)
+    errors = {f["key"]: f["error"] for f in done.failures}
+    results: list[dict[str, Any]] = [
+        done.results[j.key] if j.key not in errors else {"error": errors[j.key]}
+        for j in work]
     keys = [m.key for m in (*METRICS, *EXTRA)]
     values = {c.label: {k: [] for k in keys} for c in cfgs}
     series = {c.label: {name: [] for name in SERIES} for c in cfgs}

@@ -276,10 +276,20 @@ def run_jobs(jobs: Sequence[Job], *, backend: str = "local", workers: int | None
     return out
 
 
+def _pool_context() -> Any:
+    """``fork`` where it is safe (Linux): workers start at once and never re-run the
+    caller's ``__main__`` (a script or a notebook needs no ``if __name__`` guard); ``spawn``
+    elsewhere."""
+    import multiprocessing
+    import sys
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux")
+                                       and "fork" in methods else "spawn")
+
+
 def _run_pool(todo: Sequence[Job], workers: int, retries: int,
               finish: Callable, fail: Callable) -> None:
-    from baselines.compare import _pool_context
-
     attempts = {j.key: 0 for j in todo}
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
         pending = {pool.submit(_run, j.task, j.scenario, j.seed, j.options): j for j in todo}
