@@ -1,0 +1,90 @@
+"""baselines.jobs: the same jobs give the same results on one worker, a process pool and a
+local Ray; failures are retried then reported; a store resumes an interrupted batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from baselines.jobs import Job, register_task, run_jobs
+from baselines.scenario import parse_scenario
+
+SCENARIO = parse_scenario({
+    "name": "jobs", "agents": [{"type": "honest", "count": 3},
+                               {"type": "deceptive", "count": 1}],
+    "simulation": {"n_epochs": 2, "steps_per_epoch": 4, "seed": 5},
+    "governance": {"random_audit": {"probability": 0.3}},
+}).model_dump(mode="json")
+
+
+def _jobs(n: int = 4) -> list[Job]:
+    return [Job(f"jobs/seed={k}", SCENARIO, k) for k in range(n)]
+
+
+@register_task("flaky")
+def _flaky(scenario: dict, seed: int, options: dict) -> dict:
+    """Fails while the marker file says so (counting its attempts there), then succeeds."""
+    marker = Path(options["marker"])
+    count = int(marker.read_text()) if marker.exists() else 0
+    marker.write_text(str(count + 1))
+    if count < options["fail_times"]:
+        raise RuntimeError(f"attempt {count + 1} fails on purpose")
+    return {"seed": seed, "attempts": count + 1}
+
+
+def test_one_worker_pool_and_ray_give_identical_results():
+    one = run_jobs(_jobs(), workers=1)
+    two = run_jobs(_jobs(), workers=2)
+    assert one.failures == [] and list(one.results) == [j.key for j in _jobs()]
+    assert json.dumps(one.results, sort_keys=True) == json.dumps(two.results, sort_keys=True)
+    assert one.results["jobs/seed=0"] != one.results["jobs/seed=1"]  # seeds matter
+    pytest.importorskip("ray")
+    ray_run = run_jobs(_jobs(), backend="ray", workers=2)
+    assert json.dumps(one.results, sort_keys=True) == json.dumps(ray_run.results,
+                                                                  sort_keys=True)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failed_jobs_are_retried_then_reported(tmp_path, workers):
+    opts = {"_module": "tests.test_jobs", "fail_times": 1}
+    work = [Job("ok", SCENARIO, 0, "flaky", {**opts, "marker": str(tmp_path / "a")}),
+            Job("bad", SCENARIO, 1, "flaky", {**opts, "marker": str(tmp_path / "b"),
+                                              "fail_times": 9})]
+    done = run_jobs(work, workers=workers, retries=2)
+    assert done.results["ok"] == {"seed": 0, "attempts": 2}  # failed once, retried
+    assert [f["key"] for f in done.failures] == ["bad"]
+    assert done.failures[0]["attempts"] == 3
+    assert "attempt 3 fails on purpose" in done.failures[0]["error"]
+
+
+def test_a_store_resumes_and_recovers_a_cut_line(tmp_path):
+    store = tmp_path / "jobs.jsonl"
+    first = run_jobs(_jobs(3), workers=1, store=store)
+    lines = store.read_text().splitlines()
+    assert len(lines) == 3 and first.reused == 0
+    # a kill mid-write: the last line cut short
+    store.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
+    seen = []
+    again = run_jobs(_jobs(4), workers=1, store=store,
+                     on_progress=lambda d, t: seen.append((d, t)))
+    assert again.reused == 2 and seen[0] == (2, 4) and seen[-1] == (4, 4)
+    assert json.dumps({k: again.results[k] for k in first.results}, sort_keys=True) == \
+        json.dumps(first.results, sort_keys=True)
+    assert len(store.read_text().splitlines()) == 4
+    assert all(json.loads(x)["key"] for x in store.read_text().splitlines())
+    # a changed input is run again, not served from the store
+    changed = [Job(j.key, j.scenario, j.seed + 100) for j in _jobs(4)]
+    assert run_jobs(changed, workers=1, store=store).reused == 0
+
+
+def test_bad_batches_are_refused():
+    with pytest.raises(ValueError, match="keys must be unique"):
+        run_jobs([Job("x", SCENARIO, 0), Job("x", SCENARIO, 1)])
+    with pytest.raises(ValueError, match="unknown task 'nope'"):
+        run_jobs([Job("x", SCENARIO, 0, "nope")])
+    with pytest.raises(ValueError, match="backend must be"):
+        run_jobs(_jobs(1), backend="cloud")
+    with pytest.raises(ValueError, match="workers must be"):
+        run_jobs(_jobs(1), workers=0)
