@@ -4,13 +4,12 @@ agents said, opened in headless Chromium."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+from browser import find_browser, requires_browser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,15 +81,9 @@ def test_conversations_of_a_folder_without_a_log_is_one_error_line(tmp_path):
     assert res.stderr.strip().endswith(f"no event log (is {tmp_path} a run folder?)")
 
 
-def _browser() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or \
-        shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(_browser() is None and not os.environ.get("DISTSAFE_REQUIRE_BROWSER"),
-                    reason="no headless Chromium here (CI installs it: .ci/run)")
+@requires_browser
 def test_the_page_opens_in_headless_chromium(tmp_path):
-    browser = _browser()
+    browser = find_browser()
     assert browser is not None, "DISTSAFE_REQUIRE_BROWSER is set but Chromium is missing"
     page = _run(tmp_path)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
