@@ -61,7 +61,6 @@ import platform
 import re
 import secrets
 import struct
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -459,23 +458,13 @@ def provenance(command: Sequence[str] | str | None = None) -> dict[str, str]:
         >>> sorted(provenance(["distsafe", "bench"]))[:3]
         ['command', 'date', 'distsafe']
     """
-    from importlib.metadata import PackageNotFoundError, version
+    from baselines.jobs import provenance as recorded
 
-    try:
-        meta = {"distsafe": version("distsafe")}
-    except PackageNotFoundError:
-        meta = {"distsafe": "unknown (not installed)"}
-    root = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
-                             capture_output=True, text=True, timeout=10)
-        if sha.returncode == 0 and sha.stdout.strip():
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                   cwd=root, capture_output=True, text=True, timeout=10)
-            meta["git commit"] = sha.stdout.strip() + (
-                " (uncommitted changes)" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
+    rec = recorded()  # the same facts a result records (baselines.jobs.provenance)
+    meta = {"distsafe": rec["distsafe"] or "unknown (not installed)"}
+    if rec["git_commit"]:
+        meta["git commit"] = rec["git_commit"][:12] + (
+            " (uncommitted changes)" if rec["git_dirty"] else "")
     meta["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     meta["python"] = platform.python_version()
     if command is None:
