@@ -83,3 +83,20 @@ def test_bench_rl_quick(tmp_path):
         assert data["repetitions"][0][side]["frames"] >= 512
     for side in ("sandbox", "sandbox-stock"):
         assert math.isfinite(data["ratio"][side]) and data["ratio"][side] > 0
+
+
+def test_bench_sweep_quick(tmp_path):
+    """bench_sweep.py times a tiny sweep on 1 and 2 workers and reports the speed-up (the
+    same per-run metrics on both, or it exits non-zero)."""
+    import math
+
+    out = tmp_path / "sweep.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_sweep.py"),
+                           "--quick", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "speed-up with 2 workers:" in proc.stdout and "identical per-run metrics" in \
+        proc.stdout
+    data = json.loads(out.read_text())
+    assert data["runs"] == 4 and len(data["times_s"]["1"]) == len(data["times_s"]["2"]) == 1
+    assert math.isfinite(data["speedup"]) and data["speedup"] > 0
