@@ -1138,6 +1138,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise _Failure(str(e)) from None
     except ConnectionError as e:
         raise _Failure(f"--address {args.address}: cannot connect to Ray ({e})") from None
+    except KeyboardInterrupt:
+        bar.close()
+        again = "the same command" if recorded is None else f"--rerun {args.rerun} --out {out}"
+        raise _Stop(130, f"interrupted; the finished runs are in {out / 'jobs.jsonl'}: "
+                         f"{again} resumes without running them again") from None
     finally:
         bar.close()
     print(result.table())
