@@ -1174,6 +1174,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="requests in flight at once (16)")
     p.set_defaults(func=cmd_judge)
 
+    from baselines import suite, sweep  # their commands live beside their code
+
+    suite.register(sub)
+    sweep.register(sub)
+
     p = sub.add_parser("list", help="list environments, policies and bundled configs")
     p.set_defaults(func=cmd_list)
     return parser
