@@ -494,6 +494,39 @@ def _pair_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, floa
     return t, pt, u, pu
 
 
+def _all_pairs(samples: Sequence[np.ndarray]) -> list[tuple[float, float, float, float]]:
+    """:func:`_pair_tests` for every pair ``i < j`` of samples (in
+    ``itertools.combinations`` order). When every sample has the same size the pairs go
+    through scipy in batches (one call per Mann-Whitney method, the method chosen per pair as
+    scipy's ``"auto"`` chooses it for that pair alone), else one pair at a time."""
+    from scipy import stats
+
+    pairs = list(itertools.combinations(range(len(samples)), 2))
+    sizes = {len(x) for x in samples}
+    if not pairs or len(sizes) != 1 or min(sizes) < 1:
+        return [_pair_tests(samples[i], samples[j]) for i, j in pairs]
+    n = sizes.pop()
+    stacked = np.stack(samples)
+    a = stacked[[i for i, _ in pairs]]
+    b = stacked[[j for _, j in pairs]]
+    t = pt = np.full(len(pairs), math.nan)
+    u, pu = np.full(len(pairs), math.nan), np.full(len(pairs), math.nan)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        if n >= 2:
+            r = stats.ttest_ind(a, b, axis=1, equal_var=False)
+            t, pt = np.asarray(r.statistic, float), np.asarray(r.pvalue, float)
+        both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+        ties = (np.diff(both, axis=1) == 0).any(axis=1)
+        asymptotic = ties | (n > 8)  # scipy's "auto", pair by pair
+        for method, rows in (("asymptotic", asymptotic), ("exact", ~asymptotic)):
+            if rows.any():
+                r = stats.mannwhitneyu(a[rows], b[rows], axis=1, alternative="two-sided",
+                                       method=method)
+                u[rows], pu[rows] = r.statistic, r.pvalue
+    return [(float(t[k]), float(pt[k]), float(u[k]), float(pu[k])) for k in range(len(pairs))]
+
+
 # --------------------------------------------------------------------------- the result
 @dataclass
 class SweepResult:
@@ -526,17 +559,29 @@ class SweepResult:
 
         return [m.key for m in (*METRICS, *EXTRA)]
 
+    def _by_setting(self) -> dict[int, list[dict[str, Any]]]:
+        key = (id(self.rows), len(self.rows))
+        if getattr(self, "_index_key", None) != key:  # rows are indexed once, not per call
+            index: dict[int, list[dict[str, Any]]] = {s.index: [] for s in self.settings}
+            for r in self.rows:
+                index.setdefault(r["setting"], []).append(r)
+            self._index, self._index_key, self._summary = index, key, None
+        return self._index
+
     def values(self, setting: Setting | int, metric: str) -> list[float]:
         """The metric's per-seed values of a setting (nan for a failed run)."""
         index = setting.index if isinstance(setting, Setting) else setting
-        return [r[metric] for r in self.rows if r["setting"] == index]
+        return [r[metric] for r in self._by_setting().get(index, [])]
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """``{setting label: {metric: Stats}}`` (mean, 95 % interval, n)."""
         from baselines.compare import interval
 
-        return {s.label: {k: interval(self.values(s, k)) for k in self.metric_keys}
-                for s in self.settings}
+        self._by_setting()
+        if getattr(self, "_summary", None) is None:
+            self._summary = {s.label: {k: interval(self.values(s, k))
+                                       for k in self.metric_keys} for s in self.settings}
+        return {label: dict(stats) for label, stats in self._summary.items()}
 
     def tests(self, metrics: Sequence[str] = _TESTED) -> list[dict[str, Any]]:
         """Welch's t and Mann-Whitney U for every pair of settings and every metric, with
@@ -545,11 +590,15 @@ class SweepResult:
         out: list[dict[str, Any]] = []
         for metric in metrics:
             rows = []
-            for sa, sb in itertools.combinations(self.settings, 2):
-                a = np.asarray(self.values(sa, metric), dtype=np.float64)
-                b = np.asarray(self.values(sb, metric), dtype=np.float64)
-                a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-                t, pt, u, pu = _pair_tests(a, b)
+            samples = []
+            for s in self.settings:
+                x = np.asarray(self.values(s, metric), dtype=np.float64)
+                samples.append(x[np.isfinite(x)])
+            found = _all_pairs(samples)
+            for (ia, ib), (t, pt, u, pu) in zip(
+                    itertools.combinations(range(len(self.settings)), 2), found):
+                sa, sb = self.settings[ia], self.settings[ib]
+                a, b = samples[ia], samples[ib]
                 rows.append({
                     "metric": metric, "a": sa.label, "b": sb.label,
                     "mean_a": float(a.mean()) if len(a) else math.nan,
@@ -591,7 +640,7 @@ class SweepResult:
     def _column_values(self) -> dict[str, list[Any]]:
         """Parameter columns typed for Parquet: numbers, bools, strings, else JSON text."""
         cols: dict[str, list[Any]] = {}
-        for j, path in enumerate(self.paths):
+        for path in self.paths:
             vals = [r[path] for r in self.rows]
             if all(isinstance(v, bool) for v in vals):
                 cols[path] = vals
@@ -603,7 +652,6 @@ class SweepResult:
                 cols[path] = vals
             else:
                 cols[path] = [json.dumps(v, sort_keys=True) for v in vals]
-            del j
         return cols
 
     def runs_csv(self) -> str:

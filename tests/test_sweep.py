@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,21 @@ def test_pairwise_tests_are_scipy_with_holm(first):
     assert math.isclose(row["welch_p"], w.pvalue) and math.isclose(row["mw_p"], u.pvalue)
     assert row["welch_t"] == pytest.approx(w.statistic) and row["mw_u"] == u.statistic
     assert S.holm([t["welch_p"] for t in got]) == [t["welch_p_holm"] for t in got]
+    # every pair of every metric (computed in batches) is what scipy gives for it alone
+    index = {s.label: s.index for s in result.settings}
+
+    def same(x: float, y: float) -> bool:
+        return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-12)
+
+    for t in tests:
+        a = np.array(result.values(index[t["a"]], t["metric"]))
+        b = np.array(result.values(index[t["b"]], t["metric"]))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = sps.ttest_ind(a, b, equal_var=False)
+            u = sps.mannwhitneyu(a, b, alternative="two-sided")
+        assert same(t["welch_t"], w.statistic) and same(t["welch_p"], w.pvalue), t
+        assert same(t["mw_u"], u.statistic) and same(t["mw_p"], u.pvalue), t
 
 
 def test_holm_by_hand():
