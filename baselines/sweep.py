@@ -1097,10 +1097,21 @@ def default_out(name: str) -> Path:
     return Path("runs") / f"sweep-{safe}"
 
 
+def _cli() -> Any:
+    """The module whose ``main`` is running: ``baselines.cli``, or ``__main__`` under
+    ``python -m baselines.cli`` (a second copy of it, whose ``_Failure`` and ``_Stop`` are
+    the classes its ``main`` catches)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "baselines.cli":
+        return main
+    import baselines.cli
+
+    return baselines.cli
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sweep`` command to ``distsafe``'s subparsers; returns its parser."""
-    from baselines.cli import _int_at_least
-
+    _int_at_least = _cli()._int_at_least
     positive = _int_at_least(1, "a positive integer")
     p = subparsers.add_parser(
         "sweep", help="run a config over a grid of parameter values x seeds; summaries with "
@@ -1137,7 +1148,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``distsafe sweep``: plan (every problem before anything runs), run, print, save."""
-    from baselines.cli import PROG, ProgressBar, _Failure, _Stop
+    cli = _cli()
+    PROG, ProgressBar, _Failure, _Stop = cli.PROG, cli.ProgressBar, cli._Failure, cli._Stop
 
     if args.address is not None and args.backend != "ray":
         raise _Failure("--address names a Ray cluster: use it with --backend ray")

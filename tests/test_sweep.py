@@ -405,3 +405,26 @@ def test_settings_are_the_cartesian_product_in_order(config):
     assert [s.values for s in p.settings] == list(itertools.product([1, 2, 3], [2, 3]))
     assert p.settings[5].scenario["agents"][0]["count"] == 3
     assert p.settings[5].label == "payoff.h=3, agents[0].count=3"
+
+
+def test_the_command_as_a_process(config, tmp_path):
+    """``python -m baselines.cli sweep``: a bad path is one line and exit 2 (no traceback),
+    a good sweep exits 0 and writes its files."""
+    import os
+    import subprocess
+    import sys
+
+    def distsafe(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "baselines.cli", *map(str, args)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    bad = distsafe("sweep", config, "--param", "governance.random_audt.probability=0,1",
+                   "--seeds", 2, "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("distsafe: error: --param governance.random_audt."
+                                 "probability: governance.random_audt: unknown key; allowed: ")
+    good = distsafe("sweep", config, "--param", "payoff.h=1,3", "--seeds", 1, "--workers", 1,
+                    "--out", tmp_path / "good")
+    assert good.returncode == 0, good.stderr
+    assert (tmp_path / "good" / "sweep.json").exists()
