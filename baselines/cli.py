@@ -1207,4 +1207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as `python -m baselines.cli`: this module is __main__, but the commands that live
+    # elsewhere (bench, sweep) raise baselines.cli's errors; run that module's main
+    from baselines.cli import main as _main
+
+    sys.exit(_main())
