@@ -1098,12 +1098,7 @@ def default_out(name: str) -> Path:
 
 
 def _cli() -> Any:
-    """The module whose ``main`` is running: ``baselines.cli``, or ``__main__`` under
-    ``python -m baselines.cli`` (a second copy of it, whose ``_Failure`` and ``_Stop`` are
-    the classes its ``main`` catches)."""
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "baselines.cli":
-        return main
+    """The command-line module (imported on demand: it imports this one)."""
     import baselines.cli
 
     return baselines.cli
