@@ -385,6 +385,8 @@ class Focal:
 def _spec_text(spec: Mapping[str, Any]) -> str:
     if spec["type"] == "rl":
         return f"rl:{spec['params'].get('model')}"
+    if spec["type"] == "llm":
+        return f"llm:{spec['params'].get('model')}"
     return str(spec["type"])
 
 
@@ -706,6 +708,17 @@ def _focal_task(scenario_json: Mapping[str, Any], seed: int,
     return run_focal(scenario_json, seed, options["focal"])
 
 
+def _one_torch_thread(scenario: Any) -> None:
+    """A trained model's forward passes on one thread: small networks run fastest so, the
+    workers of a pool do not oversubscribe the cores, and a worker forked from a process
+    whose torch already ran on several threads would otherwise hang in their pool."""
+    if "torch" in sys.modules or any(a.type == "rl" for a in scenario.agents):
+        import torch
+
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+
+
 def run_focal(scenario_json: Mapping[str, Any], seed: int,
               focal_agents: Sequence[int]) -> dict[str, Any]:
     """One run of a scenario (the focal already in place) at ``seed``: ``{"metrics": {key:
@@ -715,6 +728,7 @@ def run_focal(scenario_json: Mapping[str, Any], seed: int,
     from envs.core import metrics as M
 
     scenario = parse_scenario(dict(scenario_json), "<bench>")
+    _one_torch_thread(scenario)
     env, policies = build(scenario, seed=seed)
     base = env.unwrapped
     n = scenario.n_agents
@@ -834,6 +848,7 @@ class BenchResult:
     reused: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
     backend: str = "local"
+    command: str | None = None
     written: list[Path] = field(default_factory=list)
 
     @property
@@ -911,7 +926,7 @@ class BenchResult:
             "provenance": self.provenance,
             "suite": self.suite, "suite_source": self.suite_source,
             "focal": self.focal.to_json(), "focal_count": self.focal_count,
-            "backend": self.backend,
+            "backend": self.backend, "command": self.command,
             "bootstrap": {"resamples": RESAMPLES, "confidence": CONFIDENCE,
                           "seed": BOOTSTRAP_SEED},
             "metrics": [{"key": m.key, "title": m.title, "description": m.description}
@@ -948,10 +963,11 @@ class BenchResult:
         figure (with matplotlib), the runs, the failures. None without that module."""
         try:
             from baselines.report import Interval, Report
+            from baselines.report import provenance as report_meta
         except ImportError:
             return None
         summ = self.summary()
-        meta = {**{k: v for k, v in self.provenance.items() if v is not None},
+        meta = {**report_meta(self.command or "baselines.suite.bench (Python)"),
                 "suite": self.suite_source, "focal": self.focal.describe(),
                 "focal seats": self.focal_count, "backend": self.backend}
         report = Report(f"bench: {self.suite.get('name')} with {self.focal.describe()}",
@@ -1083,7 +1099,8 @@ def _run(scenarios: list[BenchScenario], *, backend: str, workers: int | None,
 def bench(suite_path: str | Path, focal: Any, focal_count: int = 1, *,
           seeds: int | None = None, backend: str = "local", workers: int | None = None,
           address: str | None = None, out: str | Path | None = None, retries: int = 1,
-          on_progress: Callable[[int, int], None] | None = None) -> BenchResult:
+          on_progress: Callable[[int, int], None] | None = None,
+          command: str | None = None) -> BenchResult:
     """Run a suite with a focal policy (what ``distsafe bench`` does; module docstring).
 
     Args:
@@ -1095,9 +1112,11 @@ def bench(suite_path: str | Path, focal: Any, focal_count: int = 1, *,
         out: Write the files there, and keep finished runs in ``out/jobs.jsonl`` (a later
             call with the same ``out`` reuses them: resume).
         on_progress: Called with ``(runs done, runs)``.
+        command: The command that asked for it, recorded (``distsafe bench`` gives its own).
 
     Raises:
-        ConfigError: The suite's problems, one line each (nothing has run).
+        ConfigError: The suite file's schema problems, one line each.
+        SuiteError: The suite's other problems, one line each (nothing has run).
         ValueError: A bad count, backend or worker number.
 
     A run that fails (after ``retries`` more tries) does not stop the others: it is in
@@ -1118,7 +1137,7 @@ def bench(suite_path: str | Path, focal: Any, focal_count: int = 1, *,
     result = BenchResult(suite=suite.model_dump(mode="json"), suite_source=str(suite_path),
                          focal=spec, focal_count=focal_count, scenarios=scenarios, runs=runs,
                          failures=failures, reused=reused, provenance=provenance(),
-                         backend=backend)
+                         backend=backend, command=command)
     if out is not None:
         result.save(out)
     return result
@@ -1144,7 +1163,8 @@ def read_result(path: str | Path) -> dict[str, Any]:
 
 def rerun(bench_json: str | Path, out: str | Path | None = None, *, backend: str = "local",
           workers: int | None = None, address: str | None = None, retries: int = 1,
-          on_progress: Callable[[int, int], None] | None = None) -> BenchResult:
+          on_progress: Callable[[int, int], None] | None = None,
+          command: str | None = None) -> BenchResult:
     """Repeat a recorded result: the same resolved scenarios (focal in place) and seeds,
     every run again (no reuse). Compare with :meth:`BenchResult.differences`.
 
@@ -1168,7 +1188,8 @@ def rerun(bench_json: str | Path, out: str | Path | None = None, *, backend: str
     result = BenchResult(suite=data.get("suite") or {}, suite_source=data.get("suite_source",
                                                                            ""),
                          focal=focal, focal_count=count, scenarios=scenarios, runs=runs,
-                         failures=failures, provenance=provenance(), backend=backend)
+                         failures=failures, provenance=provenance(), backend=backend,
+                         command=command)
     if out is not None:
         result.save(out)
     return result
@@ -1230,6 +1251,26 @@ def _int_min0(text: str) -> int:
     return value
 
 
+def _command(args: Any, out: Path) -> str:
+    """The ``distsafe bench`` command line that ``args`` stand for (recorded in bench.json)."""
+    import shlex
+
+    parts = ["distsafe", "bench"]
+    if args.rerun is not None:
+        parts += ["--rerun", args.rerun]
+    else:
+        parts += [args.suite, "--focal", args.focal, "--focal-count", str(args.focal_count)]
+        if args.seeds is not None:
+            parts += ["--seeds", str(args.seeds)]
+    parts += ["--backend", args.backend]
+    if args.address:
+        parts += ["--address", args.address]
+    if args.workers is not None:
+        parts += ["--workers", str(args.workers)]
+    parts += ["--retries", str(args.retries), "--out", str(out)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def cmd_bench(args: Any) -> int:
     """``distsafe bench``: print the table, write the files, report failures (exit 1)."""
     from baselines.cli import PROG, ProgressBar, _Stop
@@ -1252,15 +1293,22 @@ def cmd_bench(args: Any) -> int:
         out = Path(args.out) if args.out else default_out(suite.name, focal)
     if out.exists() and not out.is_dir():
         raise _usage(f"{out}: is not a folder; the results cannot be written there")
+    command = _command(args, out)
     bar = ProgressBar(sys.stderr, unit="runs")
     try:
         if recorded is not None:
             result = rerun(args.rerun, out, backend=args.backend, workers=args.workers,
-                           address=args.address, retries=args.retries, on_progress=bar)
+                           address=args.address, retries=args.retries, on_progress=bar,
+                           command=command)
         else:
             result = bench(args.suite, focal, args.focal_count, seeds=args.seeds,
                            backend=args.backend, workers=args.workers, address=args.address,
-                           out=out, retries=args.retries, on_progress=bar)
+                           out=out, retries=args.retries, on_progress=bar, command=command)
+    except KeyboardInterrupt:
+        bar.close()
+        keep = (f"; the finished runs are kept in {out / 'jobs.jsonl'}: run the same command "
+                "again to resume") if recorded is None else ""
+        raise _Stop(130, f"interrupted{keep}") from None
     except SuiteError as e:
         raise _usage(str(e)) from None
     except ImportError as e:  # --backend ray without Ray

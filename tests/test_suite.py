@@ -192,6 +192,7 @@ def test_scripted_focal_table_files_rerun_and_resume(tmp_path, capsys):
     data = json.loads((out / "bench.json").read_text())
     assert data["provenance"]["distsafe"] and "git_commit" in data["provenance"]
     assert data["focal"]["specs"]["*"]["type"] == "deceptive" and data["focal_count"] == 1
+    assert data["command"].startswith(f"distsafe bench {path} --focal deceptive")
     assert [s["focal_agents"] for s in data["scenarios"]] == [[3], [3]]
     assert data["scenarios"][0]["seeds"] == [3, 4, 5]  # run k: the scenario's seed + k
     assert data["scenarios"][0]["scenario"]["agents"][-1]["type"] == "deceptive"
@@ -325,7 +326,15 @@ def test_a_trained_model_as_the_focal_policy(tmp_path, capsys):
     capsys.readouterr()
     path = _write(tmp_path, "small.yaml", {**SMALL, "seeds": 2})  # the layout it was trained on
     out = tmp_path / "out"
-    assert _bench(str(path), "--focal", f"rl:{model}", "--out", str(out), "--workers", "2") == 0
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the preflight's forward pass on 2 threads, then a forked pool:
+    try:  # the workers run their models on one thread (no hang in the inherited pool)
+        assert _bench(str(path), "--focal", f"rl:{model}", "--out", str(out),
+                      "--workers", "2") == 0
+    finally:
+        torch.set_num_threads(threads)
     printed = capsys.readouterr().out
     assert next(x for x in printed.splitlines() if x.startswith("overall")).count("[") == 8
     data = json.loads((out / "bench.json").read_text())
@@ -361,3 +370,20 @@ def test_the_mixed_suite_with_one_focal_per_variant(tmp_path):
     assert summ["dilemma_network_audited"]["focal_penalties"].mean > 0
     assert summ["dilemma_network"]["focal_penalties"].mean == 0
     assert np.isfinite(summ["overall"]["quality_gap"].mean)  # over the sandbox rows only
+
+
+def test_an_llm_focal_plays_both_variants(tmp_path):
+    """An llm block (dry run: its documented fallback action, no provider called) is a focal
+    policy that plays the sandbox and the dilemma alike."""
+    pytest.importorskip("litellm")
+    mixed = {"name": "both", "seeds": 2, "scenarios": [
+        {"scenario": _tiny("sb", epochs=1, steps=4)},
+        {"scenario": {"name": "pd", "env": "dilemma-v0",
+                      "agents": [{"type": "tit_for_tat", "count": 4}],
+                      "network": {"topology": "complete"},
+                      "simulation": {"n_epochs": 1, "steps_per_epoch": 4, "seed": 1}}}]}
+    result = S.bench(_write(tmp_path, "both.yaml", mixed),
+                     "{type: llm, llm: {model: openai/gpt-4o-mini, dry_run: true}}", workers=1)
+    assert not result.failures and {s.variant for s in result.scenarios} == {"sandbox",
+                                                                               "dilemma"}
+    assert result.focal.describe() == "llm:openai/gpt-4o-mini"
