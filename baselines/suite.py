@@ -138,8 +138,8 @@ from pydantic import (
 
 from baselines.jobs import Job, provenance, register_task, run_jobs
 
-__all__ = ["BenchResult", "BenchScenario", "CONFIDENCE", "EXTRA", "Focal", "METRICS",
-           "Metric", "RESAMPLES", "Stats", "Suite", "SuiteEntry", "SuiteError", "bench",
+__all__ = ["BenchResult", "BenchScenario", "CONFIDENCE", "EXTRA", "Focal", "FocalError",
+           "METRICS", "Metric", "RESAMPLES", "Stats", "Suite", "SuiteEntry", "SuiteError", "bench",
            "bootstrap", "cmd_bench", "default_out", "load_suite", "parse_focal",
            "parse_suite", "read_result", "register", "rerun", "resolve_suite", "run_focal",
            "with_focal"]
@@ -382,6 +382,10 @@ class Focal:
                 "slug": self.slug}
 
 
+class FocalError(ValueError):
+    """A ``--focal`` that names no playable policy (the message says why)."""
+
+
 def _spec_text(spec: Mapping[str, Any]) -> str:
     if spec["type"] == "rl":
         return f"rl:{spec['params'].get('model')}"
@@ -402,8 +406,8 @@ def _one_spec(given: Any, where: str) -> tuple[dict[str, Any], str]:
     if isinstance(given, str):
         text = given.strip()
         if not text:
-            raise _usage(f"{where}: empty; give a policy name, an import path, rl:PATH or a "
-                         "mapping")
+            raise FocalError(f"{where}: empty; give a policy name, an import path, rl:PATH "
+                             "or a mapping")
         if text.startswith("rl:") or text.endswith(".zip"):
             model = text[3:] if text.startswith("rl:") else text
             data: dict[str, Any] = {"type": "rl", "model": model}
@@ -412,18 +416,18 @@ def _one_spec(given: Any, where: str) -> tuple[dict[str, Any], str]:
     elif isinstance(given, Mapping):
         data = dict(given)
         if "count" in data:
-            raise _usage(f"{where}: no count in a focal spec; --focal-count says how many "
-                         "agents it plays")
+            raise FocalError(f"{where}: no count in a focal spec; --focal-count says how "
+                             "many agents it plays")
     else:
-        raise _usage(f"{where}: expected a policy name or a mapping, got "
-                     f"{type(given).__name__}")
+        raise FocalError(f"{where}: expected a policy name or a mapping, got "
+                         f"{type(given).__name__}")
     try:
         spec = AgentSpec.model_validate({**data, "count": 1})
     except ValidationError as e:
         from baselines.scenario import _all
 
         problems = "; ".join(f"{p}: {q}" if p else q for p, q in _all(e, AgentSpec))
-        raise _usage(f"{where}: {problems}") from None
+        raise FocalError(f"{where}: {problems}") from None
     out = spec.model_dump(mode="json")
     out.pop("count")
     model = out["params"].get("model") if spec.type == "rl" else None
@@ -440,6 +444,10 @@ def _one_spec(given: Any, where: str) -> tuple[dict[str, Any], str]:
 
 def parse_focal(given: Any) -> Focal:
     """The focal policy from ``--focal`` text or a loaded mapping (module docstring).
+
+    Raises:
+        FocalError: An unknown policy, a bad mapping, a missing model file, ... (the message
+            starts with ``--focal``).
 
     Example:
         >>> parse_focal("deceptive").specs["*"]["type"]
@@ -458,12 +466,12 @@ def parse_focal(given: Any) -> Focal:
             try:
                 given = yaml.safe_load(text)
             except yaml.YAMLError as e:
-                raise _usage(f"--focal: not a YAML/JSON mapping: {' '.join(str(e).split())}") \
-                    from None
+                raise FocalError(f"--focal: not a YAML/JSON mapping: "
+                                 f"{' '.join(str(e).split())}") from None
         elif text.endswith((".yaml", ".yml", ".json")) and Path(text).is_file():
             given = _read_yaml(Path(text), text)
             if not isinstance(given, Mapping):
-                raise _usage(f"--focal: {text}: expected a mapping")
+                raise FocalError(f"--focal: {text}: expected a mapping")
     variants = {envs.variant(e) for e in envs.registry}
     if isinstance(given, Mapping) and given and "type" not in given \
             and set(given) <= variants:
@@ -473,9 +481,9 @@ def parse_focal(given: Any) -> Focal:
             slugs.append(f"{variant}-{slug}")
         return Focal(given, specs, _slug("_".join(slugs)))
     if isinstance(given, Mapping) and "type" not in given:
-        raise _usage(f"--focal: a mapping is an agents entry ({{type: ..., ...}}) or one focal "
-                     f"per variant ({{{', '.join(f'{v}: ...' for v in sorted(variants))}}}); "
-                     f"got keys {', '.join(map(str, given))}")
+        raise FocalError(f"--focal: a mapping is an agents entry ({{type: ..., ...}}) or one "
+                         f"focal per variant ({{{', '.join(f'{v}: ...' for v in sorted(variants))}"
+                         f"}}); got keys {', '.join(map(str, given))}")
     spec, slug = _one_spec(given, "--focal")
     return Focal(given, {"*": spec}, slug)
 
@@ -871,7 +879,7 @@ class BenchResult:
     def table(self) -> str:
         """Rows = scenarios and the overall row, columns = figures, ``mean [lo, hi]``."""
         summ = self.summary()
-        head = ["scenario", "seeds", *(m.title for m in METRICS)]
+        head = ["scenario", "runs", *(m.title for m in METRICS)]
         rows = [[label, str(len(self.runs[label])), *(_cell(summ[label][m.key])
                                                         for m in METRICS)]
                 for label in self.labels]
@@ -978,7 +986,7 @@ class BenchResult:
             f"interval, {RESAMPLES} resamples]. Overall: mean over the scenarios, seeds "
             f"resampled within each. The focal policy takes {self.focal_count} seat(s) of each "
             "scenario.")
-        s.table(["scenario", "seeds", *(m.title for m in METRICS)],
+        s.table(["scenario", "runs", *(m.title for m in METRICS)],
                 [[label, len(self.runs[label]) if label in self.runs else
                   sum(len(v) for v in self.runs.values()),
                   *(Interval(*summ[label][m.key][:3]) for m in METRICS)] for label in rows],
@@ -1116,6 +1124,7 @@ def bench(suite_path: str | Path, focal: Any, focal_count: int = 1, *,
 
     Raises:
         ConfigError: The suite file's schema problems, one line each.
+        FocalError: A focal that names no playable policy.
         SuiteError: The suite's other problems, one line each (nothing has run).
         ValueError: A bad count, backend or worker number.
 
@@ -1289,7 +1298,10 @@ def cmd_bench(args: Any) -> int:
             raise _usage("bench needs a SUITE and --focal POLICY (or --rerun RESULT.json)")
         recorded = None
         suite = load_suite(args.suite)
-        focal = parse_focal(args.focal)
+        try:
+            focal = parse_focal(args.focal)
+        except FocalError as e:
+            raise _usage(str(e)) from None
         out = Path(args.out) if args.out else default_out(suite.name, focal)
     if out.exists() and not out.is_dir():
         raise _usage(f"{out}: is not a folder; the results cannot be written there")

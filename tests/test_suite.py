@@ -150,7 +150,7 @@ def test_focal_specs():
                      ("{type: honest, count: 2}", "no count in a focal spec"),
                      ("{sandbox: honest, foo: 1}", "a mapping is an agents entry"),
                      ("honst", "unknown agent type 'honst'")):
-        with pytest.raises(_Failure, match=msg):
+        with pytest.raises(S.FocalError, match=msg):
             S.parse_focal(bad)
 
 
