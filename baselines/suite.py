@@ -40,7 +40,9 @@ path (``package.module:Class``), ``rl:PATH`` or a path ending in ``.zip`` (a mod
 agents entry without ``count`` (``{type: llm, llm: {model: ..., persona: ...}}``,
 ``{type: rl, model: ..., deterministic: false}``, ``{type: honest, params: {...}}``). A mapping
 whose keys are variants (``{sandbox: deceptive, dilemma: always_defect}``) gives one focal per
-variant: that is how a **mixed suite** (both variants) is played. A focal policy must play
+variant: that is how a **mixed suite** (both variants) is played, unless the focal plays both
+(a class that sets no ``variants``, or an llm block: each worker calls its provider; with
+``dry_run: true`` it plays its fallback action, for free). A focal policy must play
 every scenario of the suite: the variant checks of a scenario apply (a dilemma strategy in a
 sandbox scenario is refused), and every scenario with the focal in place is preflighted (built
 and stepped; a trained model whose layout does not fit is refused) before anything runs; all
