@@ -36,6 +36,7 @@ import concurrent.futures as cf
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,10 @@ class JobResults:
 def _run(task: str, scenario: Mapping[str, Any], seed: int,
          options: Mapping[str, Any]) -> dict:
     """Run one job's task (in a worker: the registry is this module's, re-imported)."""
+    if "torch" in sys.modules:  # a forked worker must not use the parent's torch threads
+        import torch  # (an RL policy's forward pass would hang on them); jobs run in
+
+        torch.set_num_threads(1)  # parallel anyway
     if task not in TASKS:  # a task registered by a module the worker has not imported
         import importlib
 
@@ -291,7 +296,8 @@ def _pool_context() -> Any:
 def _run_pool(todo: Sequence[Job], workers: int, retries: int,
               finish: Callable, fail: Callable) -> None:
     attempts = {j.key: 0 for j in todo}
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    try:
         pending = {pool.submit(_run, j.task, j.scenario, j.seed, j.options): j for j in todo}
         while pending:
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -309,6 +315,13 @@ def _run_pool(todo: Sequence[Job], workers: int, retries: int,
                         except RuntimeError:  # the pool broke (a worker was killed)
                             pass
                     fail(job, _error(e), attempts[job.key])
+    except BaseException:  # Ctrl-C, SIGTERM: stop now; finished jobs are in the store
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_ray(todo: Sequence[Job], workers: int, address: str | None, retries: int,

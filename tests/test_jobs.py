@@ -88,3 +88,40 @@ def test_bad_batches_are_refused():
         run_jobs(_jobs(1), backend="cloud")
     with pytest.raises(ValueError, match="workers must be"):
         run_jobs(_jobs(1), workers=0)
+
+
+def test_ctrl_c_stops_a_pool_at_once_and_the_same_command_resumes(tmp_path):
+    """A real sweep on 2 workers, interrupted like Ctrl-C (SIGINT to its process group):
+    it stops within seconds (exit 130), keeps what finished, and resumes from there."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump(SCENARIO, sort_keys=False))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "baselines.cli", "sweep", str(config), "--param",
+           "governance.transaction_tax.rate=0,0.1,0.2,0.3", "--seeds", "400", "--workers",
+           "2", "--out", str(out)]
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    store = out / "jobs.jsonl"
+    deadline = time.time() + 120
+    while (not store.exists() or store.stat().st_size < 2000) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    started = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - started < 20, "the pool kept running after Ctrl-C"
+    assert proc.returncode == 130, err[-2000:]
+    finished = len(store.read_text().splitlines())
+    assert 0 < finished < 1600
+    again = run_jobs([], store=store)  # the store still reads (no half line left behind)
+    assert again.results == {}
+    lines = [json.loads(x) for x in store.read_text().splitlines()]
+    assert len({x["key"] for x in lines}) == len(lines)
