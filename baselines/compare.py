@@ -432,14 +432,16 @@ def _num(x: float) -> str:
 
 
 def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
+    """JSON data with nan and inf as null, numpy scalars as Python ones (compare, bench and
+    sweep results alike)."""
+    if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     if isinstance(x, (float, np.floating)):
         return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
+    if isinstance(x, (np.integer, np.bool_)):
+        return x.item()
     return x
 
 

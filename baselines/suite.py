@@ -138,6 +138,7 @@ from pydantic import (
     model_validator,
 )
 
+from baselines.compare import CONFIDENCE, Stats, _cell, _jsonable
 from baselines.jobs import Job, provenance, register_task, run_jobs
 
 __all__ = ["BenchResult", "BenchScenario", "CONFIDENCE", "EXTRA", "Focal", "FocalError",
@@ -148,8 +149,6 @@ __all__ = ["BenchResult", "BenchScenario", "CONFIDENCE", "EXTRA", "Focal", "Foca
 
 #: bootstrap resamples per interval
 RESAMPLES = 2000
-#: the confidence level of the intervals
-CONFIDENCE = 0.95
 #: the seed of the bootstrap's generators (mixed with the row and the figure)
 BOOTSTRAP_SEED = 20240601
 OVERALL = "overall"
@@ -194,15 +193,6 @@ EXTRA: tuple[Metric, ...] = (
     Metric("audits", "audits", "audits over the run"),
 )
 _KEYS = tuple(m.key for m in (*METRICS, *EXTRA))
-
-
-class Stats(NamedTuple):
-    """Mean and 95 % interval of one figure over the seeds where it is defined."""
-
-    mean: float
-    lo: float
-    hi: float
-    n: int
 
 
 # --------------------------------------------------------------------------- errors
@@ -1042,34 +1032,6 @@ class BenchResult:
             if len(a) != len(b):
                 out.append(f"{label}: {len(b)} runs recorded, {len(a)} now")
         return out
-
-
-def _cell(s: Stats) -> str:
-    if not math.isfinite(s.mean):
-        return "-"
-    if not (math.isfinite(s.lo) and math.isfinite(s.hi)):
-        return _num(s.mean)
-    return f"{_num(s.mean)} [{_num(s.lo)}, {_num(s.hi)}]"
-
-
-def _num(x: float) -> str:
-    a = abs(x)
-    digits = 0 if a >= 1000 else 1 if a >= 100 else 2 if a >= 10 else 3
-    text = f"{x:.{digits}f}"
-    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
-
-
-def _jsonable(x: Any) -> Any:
-    """JSON data with nan and inf as null, numpy scalars as Python ones."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, (np.integer, np.bool_)):
-        return x.item()
-    return x
 
 
 # --------------------------------------------------------------------------- bench

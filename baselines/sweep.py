@@ -529,16 +529,11 @@ def _all_pairs(samples: Sequence[np.ndarray]) -> list[tuple[float, float, float,
 
 # --------------------------------------------------------------------------- the result
 @dataclass
-class SweepResult:
-    """What :func:`sweep` found: the settings, one row per run, failures, provenance."""
+class SweepResult(_Plan):
+    """What :func:`sweep` found: the plan's settings, one row per run, failures,
+    provenance."""
 
-    config: str
-    params: list[tuple[str, list[Any]]]
-    base: dict[str, Any]
-    settings: list[Setting]
-    n_seeds: int
-    bad_actors: tuple[str, ...]
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     reused: int = 0
     backend: str = "local"
