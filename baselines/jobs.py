@@ -324,6 +324,30 @@ def _run_pool(todo: Sequence[Job], workers: int, retries: int,
     pool.shutdown(wait=True)
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a cluster address nothing answers at (Ray itself retries for minutes).
+
+    ``host:port`` and ``ray://host:port`` are tried with one TCP connection; ``auto`` and
+    other forms are left to Ray.
+
+    Raises:
+        ConnectionError: Nothing accepts a connection there within ``timeout`` seconds.
+    """
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?\[?([^\[\]]+?)\]?:(\d+)", address.strip())
+    if m is None:
+        return
+    host, port = m.group(1), int(m.group(2))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"--address {address}: no Ray cluster answers there "
+                              f"({e.strerror or e}); start one with `ray start --head`, or "
+                              "leave --address out for a local Ray") from None
+
+
 def _run_ray(todo: Sequence[Job], workers: int, address: str | None, retries: int,
              finish: Callable, fail: Callable) -> None:
     try:
@@ -334,6 +358,7 @@ def _run_ray(todo: Sequence[Job], workers: int, address: str | None, retries: in
     started = not ray.is_initialized()
     if started:
         if address is not None:
+            _check_reachable(address)
             ray.init(address=address, logging_level="warning", configure_logging=False)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, logging_level="warning",

@@ -1289,6 +1289,8 @@ def cmd_bench(args: Any) -> int:
         raise _usage(str(e)) from None
     except ImportError as e:  # --backend ray without Ray
         raise _usage(str(e)) from None
+    except ConnectionError as e:  # --address where no Ray cluster answers
+        raise _usage(str(e)) from None
     except OSError as e:
         raise _Stop(1, f"{e.filename or out}: cannot write the results "
                        f"({e.strerror or e})") from None

@@ -1186,8 +1186,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           rerun_of=args.rerun, save=False)
     except ImportError as e:
         raise _Failure(str(e)) from None
-    except ConnectionError as e:
-        raise _Failure(f"--address {args.address}: cannot connect to Ray ({e})") from None
+    except ConnectionError as e:  # --address where no Ray cluster answers
+        raise _Failure(str(e)) from None
     except KeyboardInterrupt:
         bar.close()
         again = "the same command" if recorded is None else f"--rerun {args.rerun} --out {out}"

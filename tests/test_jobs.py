@@ -125,3 +125,29 @@ def test_ctrl_c_stops_a_pool_at_once_and_the_same_command_resumes(tmp_path):
     assert again.results == {}
     lines = [json.loads(x) for x in store.read_text().splitlines()]
     assert len({x["key"] for x in lines}) == len(lines)
+
+
+def test_an_unreachable_ray_address_fails_at_once(tmp_path, capsys):
+    """--address where nothing answers: a clear error in a second, not minutes of retries."""
+    import socket
+    import time
+
+    import yaml
+
+    from baselines.cli import main
+
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a local port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump(SCENARIO, sort_keys=False))
+    started = time.time()
+    code = main(["sweep", str(config), "--param", "governance.transaction_tax.rate=0,0.1",
+                 "--seeds", "2", "--backend", "ray", "--address", f"127.0.0.1:{port}",
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and time.time() - started < 30
+    err = capsys.readouterr().err
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in err
+    with pytest.raises(ConnectionError, match="ray start --head"):
+        run_jobs(_jobs(1), backend="ray", address=f"ray://127.0.0.1:{port}")
