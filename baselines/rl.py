@@ -195,26 +195,10 @@ class RLPolicy(Policy):
         if self._joint:
             if mask is not None:
                 mask = _joint_mask(mask, nvec)
-            pick = self._choose(scores, mask)
+            deterministic = self.params.deterministic or self.algorithm == "dqn"
+            pick = choose(scores, mask, deterministic, self.rng)
             return np.stack(np.unravel_index(pick, tuple(nvec)), axis=1).astype(np.int64)
-        seg = np.concatenate([[0], np.cumsum(nvec)])
-        out = np.empty((len(flat), len(nvec)), dtype=np.int64)
-        for d in range(len(nvec)):
-            lo, hi = seg[d], seg[d + 1]
-            out[:, d] = self._choose(scores[:, lo:hi], None if mask is None else mask[:, lo:hi])
-        return out
-
-    def _choose(self, scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        """Per row: the best (or a sampled) column among the allowed ones."""
-        if mask is not None:
-            scores = np.where(mask, scores, -np.inf)
-        if self.params.deterministic or self.algorithm == "dqn":
-            return np.argmax(scores, axis=1)
-        z = scores - scores.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        cdf = np.cumsum(p, axis=1)
-        u = self.rng.random(len(p)) * cdf[:, -1]
-        return np.minimum((cdf < u[:, None]).sum(axis=1), scores.shape[1] - 1)
+        return choose_per_dimension(scores, nvec, mask, self.params.deterministic, self.rng)
 
     def _scores(self, flat: np.ndarray) -> np.ndarray:
         """The model's action logits (actor-critic) or q-values (DQN) for a batch."""
@@ -260,6 +244,35 @@ class RLPolicy(Policy):
             raise ValueError(f"{where}{on} acts in {expected.tolist()}, this environment's "
                              f"action space is MultiDiscrete({nvec.tolist()})")
         self._checked = True
+
+
+def choose(scores: np.ndarray, mask: np.ndarray | None, deterministic: bool,
+           rng: np.random.Generator | None) -> np.ndarray:
+    """Per row of ``(n, k)`` scores (logits): the best column among the allowed ones
+    (``mask``, bool; ``None``: all), or one sampled from their softmax with ``rng``."""
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    if deterministic:
+        return np.argmax(scores, axis=1)
+    z = scores - scores.max(axis=1, keepdims=True)
+    cdf = np.cumsum(np.exp(z), axis=1)
+    u = rng.random(len(cdf)) * cdf[:, -1]
+    return np.minimum((cdf < u[:, None]).sum(axis=1), scores.shape[1] - 1)
+
+
+def choose_per_dimension(scores: np.ndarray, nvec: np.ndarray, mask: np.ndarray | None,
+                         deterministic: bool,
+                         rng: np.random.Generator | None) -> np.ndarray:
+    """``(n, len(nvec))`` actions from flat ``(n, sum(nvec))`` logits and masks: each action
+    dimension chosen by :func:`choose` on its own columns (what a MultiDiscrete policy plays,
+    masks honoured)."""
+    seg = np.concatenate([[0], np.cumsum(nvec)])
+    out = np.empty((len(scores), len(nvec)), dtype=np.int64)
+    for d in range(len(nvec)):
+        lo, hi = seg[d], seg[d + 1]
+        out[:, d] = choose(scores[:, lo:hi], None if mask is None else mask[:, lo:hi],
+                           deterministic, rng)
+    return out
 
 
 def _joint_mask(mask: np.ndarray, nvec: np.ndarray) -> np.ndarray:

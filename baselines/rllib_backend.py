@@ -398,7 +398,6 @@ class RLlibActor:
         self.meta = dict(meta or {})
         self.nvec = np.asarray(module.action_space.nvec, dtype=np.int64)
         self.size = int(np.prod(module.observation_space.shape))
-        self._bounds = np.concatenate([[0], np.cumsum(self.nvec)])
 
     @classmethod
     def load(cls, path: str | Path) -> RLlibActor:
@@ -457,22 +456,14 @@ class RLlibActor:
             deterministic: The most likely allowed value of each dimension; else a sample.
             rng: The generator to sample with (``deterministic=False``).
         """
+        from baselines.rl import choose_per_dimension
+
         scores = self.logits(obs)
+        mask = None
         if action_mask is not None:
             mask = np.asarray(action_mask).astype(bool)
             if mask.shape != scores.shape:
                 raise ValueError(f"RLlibActor: action_mask must be {scores.shape}, got "
                                  f"{mask.shape}")
-            scores = np.where(mask, scores, -np.inf)
         rng = np.random.default_rng() if rng is None and not deterministic else rng
-        out = np.empty((len(scores), len(self.nvec)), dtype=np.int64)
-        for d in range(len(self.nvec)):
-            s = scores[:, self._bounds[d]:self._bounds[d + 1]]
-            if deterministic:
-                out[:, d] = np.argmax(s, axis=1)
-            else:
-                p = np.exp(s - s.max(axis=1, keepdims=True))
-                cdf = np.cumsum(p, axis=1)
-                u = rng.random(len(p)) * cdf[:, -1]
-                out[:, d] = np.minimum((cdf < u[:, None]).sum(axis=1), s.shape[1] - 1)
-        return out
+        return choose_per_dimension(scores, self.nvec, mask, deterministic, rng)
