@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TASKS", "Job", "JobResults", "provenance", "register_task", "run_jobs"]
+__all__ = ["TASKS", "Job", "JobResults", "json_default", "provenance", "register_task",
+           "run_jobs"]
 
 #: task name -> ``fn(scenario_json, seed, options) -> JSON-able dict``
 TASKS: dict[str, Callable[[Mapping[str, Any], int, Mapping[str, Any]], dict]] = {}
@@ -140,7 +141,7 @@ class _Store:
         if self.path is None:
             return
         self._fh.write(json.dumps({"key": job.key, "digest": job.digest(), "result": result},
-                                  default=_jsonable) + "\n")
+                                  default=json_default) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -178,7 +179,8 @@ def provenance() -> dict[str, Any]:
             "gymnasium": version("gymnasium"), "pettingzoo": version("pettingzoo")}
 
 
-def _jsonable(x: Any) -> Any:
+def json_default(x: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars as Python ones."""
     import numpy as np
 
     if isinstance(x, (np.floating, np.integer, np.bool_)):

@@ -205,7 +205,9 @@ def train(scenario: Scenario, source: str, folder: Any, *,
     """
     import torch
 
+    from baselines.jobs import json_default
     from baselines.rl import save_model
+    from baselines.runner import metrics_csv_text
     from wrappers.vec_env import SharedPolicyVecEnv
 
     spec = scenario.train
@@ -239,8 +241,8 @@ def train(scenario: Scenario, source: str, folder: Any, *,
             "timesteps": int(model.num_timesteps), "seed": spec.seed,
             "joint_actions": spec.algorithm == "dqn"}
     model_path = save_model(model, folder.path / "model.zip", meta)
-    folder.write_text("curve.csv", _csv_text(curve.rows))
-    folder.write_text("invalid_actions.csv", _csv_text(venv.invalid_log))
+    folder.write_text("curve.csv", metrics_csv_text(curve.rows))
+    folder.write_text("invalid_actions.csv", metrics_csv_text(venv.invalid_log))
     summary = {
         "algorithm": spec.algorithm, "timesteps": int(model.num_timesteps),
         "harm_bonus": spec.harm_bonus,
@@ -258,7 +260,7 @@ def train(scenario: Scenario, source: str, folder: Any, *,
     if evaluate_after and not interrupted:
         result = evaluate(scenario, model_path, folder.path / "eval",
                           on_progress=on_eval_progress)
-        folder.write_text("eval.json", json.dumps(result, indent=2, default=_jsonable) + "\n")
+        folder.write_text("eval.json", json.dumps(result, indent=2, default=json_default) + "\n")
         folder.write_text("eval.csv", eval_csv(result))
     return {"train": summary, "eval": result}
 
@@ -313,17 +315,6 @@ def train_with_rllib(scenario: Scenario, source: str, folder: Any, *,
 def _rate(log: Sequence[Mapping[str, int]]) -> float | None:
     steps = sum(r["learner_steps"] for r in log)
     return round(sum(r["invalid"] for r in log) / steps, 6) if steps else None
-
-
-def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        return ""
-    buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
-    return buf.getvalue()
 
 
 def _plot_curve(rows: Sequence[Mapping[str, float]], path: Path, name: str,
@@ -514,12 +505,6 @@ def behaviour_from_log(path: str | Path, rows: Sequence[int],
 def _mean(x: Any) -> float:
     x = np.asarray(x, dtype=np.float64)
     return float(x.mean()) if len(x) else math.nan
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    raise TypeError(f"not JSON-able: {type(x).__name__}")
 
 
 def eval_csv(result: Mapping[str, Any]) -> str:
