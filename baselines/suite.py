@@ -126,7 +126,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from pydantic import (
@@ -138,7 +138,8 @@ from pydantic import (
     model_validator,
 )
 
-from baselines.compare import CONFIDENCE, Stats, _cell, _jsonable
+from baselines.compare import CONFIDENCE, Metric, Stats, _cell, _jsonable
+from baselines.compare import METRICS as _COMPARE_METRICS
 from baselines.jobs import Job, provenance, register_task, run_jobs
 
 __all__ = ["BenchResult", "BenchScenario", "CONFIDENCE", "EXTRA", "Focal", "FocalError",
@@ -156,11 +157,7 @@ _MODULE = "baselines.suite"
 _NAME = r"^[A-Za-z0-9_.-]+$"
 
 
-class Metric(NamedTuple):
-    key: str
-    title: str
-    description: str
-
+_SHARED = {m.key: m for m in _COMPARE_METRICS}  # the run-wide figures compare reports too
 
 #: the table's columns, in order
 METRICS: tuple[Metric, ...] = (
@@ -170,10 +167,8 @@ METRICS: tuple[Metric, ...] = (
            "per-capita total reward of the other agents over the run"),
     Metric("focal_harm", "focal harm",
            "accepted harmful (v = -1) interactions the focal agents initiated, per focal agent"),
-    Metric("toxicity", "toxicity", "E[1 - p | accepted] over the run"),
-    Metric("realized_harm_rate", "true harm rate", "P(v = -1 | accepted) over the run"),
-    Metric("quality_gap", "quality gap", "E[p | accepted] - E[p | rejected] over the run"),
-    Metric("welfare_per_epoch", "welfare/epoch", "welfare of the run / its epochs"),
+    *(_SHARED[k] for k in ("toxicity", "realized_harm_rate", "quality_gap",
+                           "welfare_per_epoch")),
     Metric("focal_penalties", "focal penalties",
            "governance costs, slashes and penalties charged to the focal agents, per agent"),
 )
