@@ -94,17 +94,17 @@ class OtherAgents:
         base = env.unwrapped
         self.base = base
         agents = list(base.possible_agents)
-        rest = [a for i, a in enumerate(agents) if i not in set(learners.tolist())]
+        learning = set(learners.tolist())
+        rest = [a for i, a in enumerate(agents) if i not in learning]
         if rest and others is None:
             raise ValueError(f"others: no policy for the {len(rest)} other agents "
                              f"({', '.join(rest[:3])}{' ...' if len(rest) > 3 else ''}); give "
                              "one Policy or {agent: Policy}")
         if others is None or not isinstance(others, Mapping):
             others = {a: others for a in rest}
-        self.groups = _policy_groups(rest, others) if rest else []
-        index = base.agent_name_mapping
+        index = base.agent_name_mapping  # rows in the environment, not in `rest`
         self.groups = [(pol, np.asarray([index[a] for a in names], dtype=np.int64), names)
-                       for pol, _, names in self.groups]
+                       for pol, _, names in (_policy_groups(rest, others) if rest else [])]
         self.nvec = np.asarray(base.nvec)
 
     def reseed(self, seed: int | None) -> None:
@@ -120,12 +120,14 @@ class OtherAgents:
         from baselines.runner import PolicyError, _checked_actions
 
         base = self.base
+        obs = None  # the dict observations, built once a step if a policy reads them
         for pol, idx, names in self.groups:
             try:
                 if pol.batched():
                     out = pol.act_arrays(ObsBatch.from_env(base, idx))
                 else:
-                    obs = base._observations_out()
+                    if obs is None:
+                        obs = base._observations_out()
                     out = pol.act_batch([obs[a] for a in names],
                                         [base.infos[a] for a in names])
             except Exception as e:

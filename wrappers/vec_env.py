@@ -171,7 +171,6 @@ class SharedPolicyVecEnv(VecEnv):
             self._infos[i] = {}
         self._dirty = []
         L = self.L
-        spe = None
         for c, cp in enumerate(self._copies):
             base = cp.base
             sl = slice(c * L, (c + 1) * L)
