@@ -121,12 +121,8 @@ class LearnersParallelEnv(LearnerView, ParallelEnv):
         acts = self._actions
         acts[self.rows] = self._learner_actions(actions)
         self.others.act_into(acts, base.t)
-        before = base.invalid_actions[self.rows].copy()
         rewards = base.step_arrays(acts, validate=False)
-        if base.t % base.config.steps_per_epoch == 0:  # an epoch ended: counts were moved
-            self._invalid += base.epoch_invalid[self.rows] - before
-        else:
-            self._invalid += base.invalid_actions[self.rows] - before
+        self._invalid += base.step_invalid[self.rows]
         agents = self.agents
         r = rewards[self.rows].tolist()
         done = base.t >= base.max_steps

@@ -220,15 +220,11 @@ class SingleAgentEnv(LearnerView, gymnasium.Env):
         acts = self._actions
         acts[self.rows] = self._learner_actions(action)
         self.others.act_into(acts, base.t)
-        before = int(base.invalid_actions[self.rows].sum())
         rewards = base.step_arrays(acts, validate=False)
+        self._invalid += int(base.step_invalid[self.rows].sum())
         info: dict[str, Any] = {}
-        if base.t % base.config.steps_per_epoch == 0:  # an epoch ended: counts were moved
-            epoch_invalid = int(base.epoch_invalid[self.rows].sum())
-            self._invalid += epoch_invalid - before
-            info["epoch_invalid"] = epoch_invalid
-        else:
-            self._invalid += int(base.invalid_actions[self.rows].sum()) - before
+        if base.t % base.config.steps_per_epoch == 0:  # an epoch ended
+            info["epoch_invalid"] = int(base.epoch_invalid[self.rows].sum())
         info["action_mask"] = self.action_masks()
         info["invalid_actions"] = self._invalid
         truncated = base.t >= base.max_steps

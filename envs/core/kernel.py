@@ -345,6 +345,9 @@ class EpisodeKernel(GovernedKernel):
         self.invalid_actions = np.zeros(n, dtype=np.int64)
         #: the same for the last complete epoch
         self.epoch_invalid = np.zeros(n, dtype=np.int64)
+        #: per agent, whether the last step's action chose a masked value (read-only)
+        self.step_invalid = self._no_invalid = np.zeros(n, dtype=bool)
+        self._no_invalid.flags.writeable = False
 
     def _finish_reset(self) -> tuple[dict, dict]:
         """``reset``'s shared last part, once the variant's arrays exist: the dict views,
@@ -375,8 +378,11 @@ class EpisodeKernel(GovernedKernel):
         # mask did not allow (the game ignores it) counts once per agent and step
         am = self.obs_arrays.action_mask
         chosen = am[self._agent_rows, self._seg[:-1] + actions]
-        if not chosen.all():
-            self.invalid_actions += ~chosen.all(axis=1)
+        if chosen.all():
+            self.step_invalid = self._no_invalid
+        else:
+            self.step_invalid = ~chosen.all(axis=1)
+            self.invalid_actions += self.step_invalid
         spe = self.config.steps_per_epoch
         t = self.t
         epoch = t // spe
