@@ -96,10 +96,6 @@ class JobResults:
 def _run(task: str, scenario: Mapping[str, Any], seed: int,
          options: Mapping[str, Any]) -> dict:
     """Run one job's task (in a worker: the registry is this module's, re-imported)."""
-    if "torch" in sys.modules:  # a forked worker must not use the parent's torch threads
-        import torch  # (an RL policy's forward pass would hang on them); jobs run in
-
-        torch.set_num_threads(1)  # parallel anyway
     if task not in TASKS:  # a task registered by a module the worker has not imported
         import importlib
 
@@ -295,10 +291,23 @@ def _pool_context() -> Any:
                                        and "fork" in methods else "spawn")
 
 
+def _worker_init() -> None:
+    """Torch on one thread in each worker: a forked worker must not use the parent's torch
+    threads (an RL policy's forward pass hangs on them), and the workers already fill the
+    cores (the small networks of trained policies run fastest on one thread anyway)."""
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(1)
+    else:  # read when the job first imports torch
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
 def _run_pool(todo: Sequence[Job], workers: int, retries: int,
               finish: Callable, fail: Callable) -> None:
     attempts = {j.key: 0 for j in todo}
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+                                  initializer=_worker_init)
     try:
         pending = {pool.submit(_run, j.task, j.scenario, j.seed, j.options): j for j in todo}
         while pending:

@@ -703,17 +703,6 @@ def _focal_task(scenario_json: Mapping[str, Any], seed: int,
     return run_focal(scenario_json, seed, options["focal"])
 
 
-def _one_torch_thread(scenario: Any) -> None:
-    """A trained model's forward passes on one thread: small networks run fastest so, the
-    workers of a pool do not oversubscribe the cores, and a worker forked from a process
-    whose torch already ran on several threads would otherwise hang in their pool."""
-    if "torch" in sys.modules or any(a.type == "rl" for a in scenario.agents):
-        import torch
-
-        if torch.get_num_threads() != 1:
-            torch.set_num_threads(1)
-
-
 def run_focal(scenario_json: Mapping[str, Any], seed: int,
               focal_agents: Sequence[int]) -> dict[str, Any]:
     """One run of a scenario (the focal already in place) at ``seed``: ``{"metrics": {key:
@@ -723,7 +712,6 @@ def run_focal(scenario_json: Mapping[str, Any], seed: int,
     from envs.core import metrics as M
 
     scenario = parse_scenario(dict(scenario_json), "<bench>")
-    _one_torch_thread(scenario)
     env, policies = build(scenario, seed=seed)
     base = env.unwrapped
     n = scenario.n_agents
