@@ -426,7 +426,8 @@ def _finish_log(env: Any, events: Path) -> None:
         from envs.core.events import _typed_line
 
         if _typed_line(_last_line(events), "run_end") is None:
-            log.run_end(step=base.max_steps - 1, epoch=base.config.n_epochs - 1)
+            last = base.t - 1  # max_steps - 1, or the step that terminated the episode
+            log.run_end(step=last, epoch=last // base.config.steps_per_epoch)
 
 
 def _last_line(path: Path) -> bytes:

@@ -299,7 +299,8 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             pol.batched() for pol, _, _ in groups)
     n, spe, max_steps = len(agents), base.config.steps_per_epoch, base.max_steps
     group_labels = list(base.groups)
-    payoff = base.config.payoff
+    payoff = getattr(base.config, "payoff", None)
+    columns = _variant_columns(getattr(base, "env_id", None))
     rows: list[dict] = []
     epoch_batches: list[InteractionBatch] = []
     actions = np.zeros((n, len(base.nvec)), dtype=np.int64)
@@ -336,9 +337,10 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             except ActionError as e:  # the env names the agent; the policy is to blame
                 raise PolicyError(f"step {t}: {e}") from e
         epoch_batches.append(base.last_batch)
+        ended = getattr(base, "terminated", False)  # e.g. the commons' collapse
         if on_step is not None:
             on_step(t + 1, max_steps)
-        if (t + 1) % spe == 0:
+        if (t + 1) % spe == 0 or ended:
             epoch = t // spe
             batch = InteractionBatch.concat(epoch_batches)
             if on_batch is not None:
@@ -346,13 +348,24 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             row = epoch_metrics(batch, epoch=epoch, n_agents=n, groups=group_labels,
                                 edges=base.network.edge_list(), payoff=payoff,
                                 network_cache=net_cache, **_governance_state(base))
+            if columns is not None:
+                row.update(columns(base.last_epoch_state))
             rows.append(row)
             epoch_batches = []
             if on_epoch is not None:
                 on_epoch(row)
+        if ended:
+            break
     if pool is not None:
         pool.shutdown()
     return rows
+
+
+def _variant_columns(env_id: str | None) -> Callable[[Mapping[str, Any]], dict] | None:
+    """A registered variant's extra metric columns, read from its epoch-end state."""
+    import envs
+
+    return envs.metric_columns(env_id) if env_id in envs.registry else None
 
 
 def payoff_from_config(env_id: str, config: Mapping[str, Any]) -> Any:
@@ -380,6 +393,7 @@ def metrics_from_events(path: str | Path, episode: int | None = None) -> list[di
         governance.setdefault(ev.epoch, []).append(ev.data)
     rows = []
     cache = NetworkMetricsCache()
+    columns = _variant_columns(start.env)
     for end, edges in zip(rep.epoch_ends, rep.edge_lists()):
         batch = by_epoch.get(end.epoch, InteractionBatch.empty(0))
         frozen = end.state.get("frozen")
@@ -391,6 +405,8 @@ def metrics_from_events(path: str | Path, episode: int | None = None) -> list[di
                                   int(np.count_nonzero(frozen)),
                                   invalid_actions=None if invalid is None else
                                   int(sum(invalid))))
+        if columns is not None:
+            rows[-1].update(columns(end.state))
     return rows
 
 

@@ -87,6 +87,20 @@ def payoff_model(id: str) -> Any:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+def metric_columns(id: str) -> Any:
+    """A registered environment's extra per-epoch metric columns: its module's
+    ``metric_columns(state) -> dict`` over the ``epoch_end`` state it logs (``None`` when it
+    has none). The runner and ``replay`` both call it, so the columns agree."""
+    import importlib
+
+    spec = registry.get(id)
+    if spec is None:
+        return None
+    module = importlib.import_module(spec.entry_point.partition(":")[0])
+    fn = getattr(module, "metric_columns", None)
+    return fn if callable(fn) else None
+
+
 def variant(id: str) -> str:
     """The variant of an environment id: its name without the version (``dilemma-v0`` ->
     ``dilemma``)."""
@@ -95,6 +109,7 @@ def variant(id: str) -> str:
 
 register("sandbox-v0", "envs.sandbox:parallel_env")
 register("dilemma-v0", "envs.dilemma:parallel_env")
+register("commons-v0", "envs.commons:parallel_env")
 
-__all__ = ["EnvSpec", "config_class", "make", "payoff_model", "register", "registry",
-           "variant"]
+__all__ = ["EnvSpec", "config_class", "make", "metric_columns", "payoff_model", "register",
+           "registry", "variant"]

@@ -231,7 +231,7 @@ def test_bad_env_params(tmp_path):
 
 def test_unknown_env(tmp_path):
     msg = _error(tmp_path, VALID + "env: nope-v0\n")
-    assert msg.startswith("env: unknown environment id 'nope-v0'; allowed: dilemma-v0, sandbox-v0")
+    assert msg.startswith("env: unknown environment id 'nope-v0'; allowed: commons-v0, dilemma-v0, sandbox-v0")
 
 
 def test_too_few_agents(tmp_path):

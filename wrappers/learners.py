@@ -115,7 +115,7 @@ class LearnersParallelEnv(LearnerView, ParallelEnv):
 
     def step(self, actions: Mapping[str, Any]):
         base = self.base
-        if not self.agents or base.network is None or base.t >= base.max_steps:
+        if not self.agents or base.network is None or base.episode_over:
             raise RuntimeError("LearnersParallelEnv: step called before reset() or after the "
                                "episode ended; call reset()")
         acts = self._actions
@@ -125,11 +125,11 @@ class LearnersParallelEnv(LearnerView, ParallelEnv):
         self._invalid += base.step_invalid[self.rows]
         agents = self.agents
         r = rewards[self.rows].tolist()
-        done = base.t >= base.max_steps
+        done = base.episode_over
         obs, infos = self._obs(), self._infos()
         rew = dict(zip(agents, r))
-        terms = dict.fromkeys(agents, False)
-        truncs = dict.fromkeys(agents, done)
+        terms = dict.fromkeys(agents, base.terminated)
+        truncs = dict.fromkeys(agents, done and not base.terminated)
         if done:
             self.agents = []
         return obs, rew, terms, truncs, infos

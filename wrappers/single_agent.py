@@ -214,7 +214,7 @@ class SingleAgentEnv(LearnerView, gymnasium.Env):
 
     def step(self, action: Any):
         base = self.base
-        if base.network is None or base.t >= base.max_steps:
+        if base.network is None or base.episode_over:
             raise RuntimeError("SingleAgentEnv: step called before reset() or after the "
                                "episode ended; call reset()")
         acts = self._actions
@@ -223,12 +223,13 @@ class SingleAgentEnv(LearnerView, gymnasium.Env):
         rewards = base.step_arrays(acts, validate=False)
         self._invalid += int(base.step_invalid[self.rows].sum())
         info: dict[str, Any] = {}
-        if base.t % base.config.steps_per_epoch == 0:  # an epoch ended
+        if base.t % base.config.steps_per_epoch == 0 or base.terminated:  # an epoch ended
             info["epoch_invalid"] = int(base.epoch_invalid[self.rows].sum())
         info["action_mask"] = self.action_masks()
         info["invalid_actions"] = self._invalid
-        truncated = base.t >= base.max_steps
-        return self._obs(), float(rewards[self.rows].sum()), False, truncated, info
+        truncated = base.t >= base.max_steps and not base.terminated
+        return (self._obs(), float(rewards[self.rows].sum()), base.terminated, truncated,
+                info)
 
     def action_masks(self) -> np.ndarray:
         """The learners' flat masks, concatenated, as bool."""

@@ -183,13 +183,13 @@ class SharedPolicyVecEnv(VecEnv):
             self._rewards[sl] = r
             cp.returns += r
             spe = base.config.steps_per_epoch
-            if base.t % spe == 0:
+            if base.t % spe == 0 or base.terminated:
                 self.invalid_log.append({
-                    "copy": c, "episode": cp.episode, "epoch": base.t // spe - 1,
+                    "copy": c, "episode": cp.episode, "epoch": (base.t - 1) // spe,
                     "invalid": int(base.epoch_invalid[cp.rows].sum()),
                     "learner_steps": spe * L})
             self.layout.fill(base.obs_arrays.named(), self._obs[sl], cp.rows)
-            done = base.t >= base.max_steps
+            done = base.episode_over
             self._dones[sl] = done
             if done:
                 now = time.perf_counter()
@@ -197,8 +197,8 @@ class SharedPolicyVecEnv(VecEnv):
                     i = c * L + j
                     self._infos[i] = {
                         "terminal_observation": self._obs[i].copy(),
-                        "TimeLimit.truncated": True,
-                        "episode": {"r": float(cp.returns[j]), "l": base.max_steps,
+                        "TimeLimit.truncated": not base.terminated,
+                        "episode": {"r": float(cp.returns[j]), "l": base.t,
                                     "t": round(now - cp.started, 6)}}
                     self._dirty.append(i)
                 cp.episode += 1

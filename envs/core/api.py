@@ -440,9 +440,11 @@ class DictDoor:
                             self.action_dim_names, self._label, self._noop)
         self.step_arrays(arr, validate=False)
         rewards = dict(zip(self.possible_agents, self.reward_array.tolist()))
-        terms = self._false.copy()  # fresh dicts each step: callers may mutate them
-        truncs = (dict.fromkeys(self.possible_agents, True) if self.t >= self.max_steps
-                  else self._false.copy())
+        # fresh dicts each step: callers may mutate them
+        ended = getattr(self, "terminated", False)
+        terms = dict.fromkeys(self.possible_agents, True) if ended else self._false.copy()
+        truncs = (dict.fromkeys(self.possible_agents, True)
+                  if self.t >= self.max_steps and not ended else self._false.copy())
         infos = self.infos
         if self.config.copy_observations:
             infos = {a: info.materialize() for a, info in infos.items()}

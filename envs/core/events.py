@@ -75,7 +75,7 @@ from envs.core.records import BATCH_DTYPES, InteractionBatch, InteractionType
 
 __all__ = [
     "BaseEvent", "Event", "RunStart", "Interactions", "InteractionChunk", "EpochEnd",
-    "Governance", "PolicyTurn", "RunEnd", "EventLog", "LogError", "LOG_FORMATS", "Replay",
+    "Governance", "PolicyTurn", "StepState", "RunEnd", "EventLog", "LogError", "LOG_FORMATS", "Replay",
     "chunk_dir",
     "collect_versions", "event_types", "parse_event", "read_events", "replay",
     "to_interactions", "truncate_to_epoch",
@@ -341,6 +341,22 @@ class PolicyTurn(BaseEvent):
     epoch: int
     agent: str
     policy: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepState(BaseEvent):
+    """A variant's public state after one step, for dashboards, forks and its own metrics
+    (the commons: stock, policy in force, extraction and reports, audits, accusations,
+    messages). ``data`` is the variant's; written once per step by variants that keep one.
+
+    Example:
+        >>> StepState(step=3, epoch=3, data={"stock": 38.5}).data["stock"]
+        38.5
+    """
+
+    type: Literal["step_state"] = "step_state"
+    step: int
+    epoch: int
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -766,6 +782,12 @@ class EventLog:
         self.write(event)
         return event
 
+    def step_state(self, step: int, epoch: int, data: Mapping[str, Any]) -> StepState:
+        """Write :class:`StepState` (``data`` values may be numpy arrays or scalars)."""
+        event = StepState.model_construct(step=int(step), epoch=int(epoch), data=dict(data))
+        self.write(event)
+        return event
+
     def run_end(self, step: int, epoch: int) -> RunEnd:
         """Write :class:`RunEnd`."""
         self.flush()
@@ -1003,6 +1025,7 @@ class _Episode:
         self.last_event_step = -1  # last step named by any event
         self.epochs_done = 0
         self.ended = False
+        self.terminated = False  # an epoch_end with state.terminated: only run_end follows
         self.has_edges = False
 
     def _step(self, where: str, step: int, epoch: int, name: str = "step") -> None:
@@ -1019,6 +1042,9 @@ class _Episode:
     def check(self, ev: BaseEvent, where: str, base: Path | None) -> InteractionBatch | None:
         if self.ended:
             raise LogError(where, f"a {ev.type} event after run_end")
+        if self.terminated and not isinstance(ev, RunEnd):
+            raise LogError(where, f"a {ev.type} event after the episode terminated "
+                                  "(an epoch_end with state.terminated)")
         if isinstance(ev, Interactions | InteractionChunk):
             first = ev.step if isinstance(ev, Interactions) else ev.first_step
             last = ev.step if isinstance(ev, Interactions) else ev.last_step
@@ -1045,7 +1071,11 @@ class _Episode:
             if ev.epoch != self.epochs_done:
                 raise LogError(where, f"epoch_end of epoch {ev.epoch}; expected epoch "
                                       f"{self.epochs_done}", "epoch")
-            if self.spe is not None and ev.step != (ev.epoch + 1) * self.spe - 1:
+            terminal = ev.state.get("terminated", False)
+            if type(terminal) is not bool:
+                raise LogError(where, f"must be a boolean, got {terminal!r}", "state.terminated")
+            if self.spe is not None and ev.step != (ev.epoch + 1) * self.spe - 1 and not (
+                    terminal and ev.epoch * self.spe <= ev.step < (ev.epoch + 1) * self.spe):
                 raise LogError(where, f"epoch {ev.epoch} ends at step "
                                       f"{(ev.epoch + 1) * self.spe - 1}, got {ev.step}", "step")
             if ev.step < self.last_event_step:
@@ -1070,6 +1100,7 @@ class _Episode:
                                       "integers (masked choices per agent)", "state.invalid")
             self.epochs_done += 1
             self.last_event_step = ev.step
+            self.terminated = terminal
             return None
         if isinstance(ev, PolicyTurn):
             if ev.step < self.last_event_step:
@@ -1078,6 +1109,13 @@ class _Episode:
             self._step(where, ev.step, ev.epoch)
             if ev.agent not in self.agent_names:
                 raise LogError(where, f"unknown agent {ev.agent!r}", "agent")
+            self.last_event_step = ev.step
+            return None
+        if isinstance(ev, StepState):
+            if ev.step < self.last_event_step:
+                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
+                               "step")
+            self._step(where, ev.step, ev.epoch)
             self.last_event_step = ev.step
             return None
         if isinstance(ev, Governance):
@@ -1092,7 +1130,8 @@ class _Episode:
             self.last_event_step = ev.step
             return None
         if isinstance(ev, RunEnd):
-            if self.n_epochs is not None and self.epochs_done != self.n_epochs:
+            if self.n_epochs is not None and self.epochs_done != self.n_epochs \
+                    and not self.terminated:
                 raise LogError(where, f"run_end after {self.epochs_done} of {self.n_epochs} "
                                       "epochs")
             if ev.step < self.last_event_step:
@@ -1158,6 +1197,11 @@ class Replay:
     def turns(self) -> list[PolicyTurn]:
         """What policies said (LLM prompts, replies, reasoning), in order."""
         return [e for e in self.events if isinstance(e, PolicyTurn)]
+
+    @property
+    def step_states(self) -> list[StepState]:
+        """A variant's per-step public state (see :class:`StepState`), in order."""
+        return [e for e in self.events if isinstance(e, StepState)]
 
     @property
     def run_end(self) -> RunEnd | None:

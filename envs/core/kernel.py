@@ -289,7 +289,10 @@ class EpisodeKernel(GovernedKernel):
     - ``_write_observations()``, ``view(i)``;
 
     and may override ``_bankruptcy_on()`` (default: on), ``_on_bankrupt()`` (after new
-    bankruptcies) and ``_after_step(batch)``.
+    bankruptcies), ``_after_step(batch)`` and ``_epoch_state()`` (its own state in each
+    ``epoch_end``). A variant whose episode can end early sets ``terminated = True`` in
+    ``_play_step``: that step closes its epoch (logged with ``state.terminated``), the run
+    ends, and ``step`` reports every agent terminated.
     """
 
     env_id = "env-v0"  # the registered id, logged in run_start
@@ -348,6 +351,11 @@ class EpisodeKernel(GovernedKernel):
         #: per agent, whether the last step's action chose a masked value (read-only)
         self.step_invalid = self._no_invalid = np.zeros(n, dtype=bool)
         self._no_invalid.flags.writeable = False
+        #: the episode ended before ``max_steps`` (a variant's terminal state, e.g. the
+        #: commons' collapse): every agent is terminated, ``agents`` is empty
+        self.terminated = False
+        #: the variant's state logged with the last epoch end (see ``_epoch_state``)
+        self.last_epoch_state: dict[str, Any] = {}
 
     def _finish_reset(self) -> tuple[dict, dict]:
         """``reset``'s shared last part, once the variant's arrays exist: the dict views,
@@ -367,7 +375,7 @@ class EpisodeKernel(GovernedKernel):
         Observations are left in ``obs_arrays`` (updated in place), the step's interaction
         records in ``last_batch``. Returns ``reward_array``.
         """
-        if self.network is None or self.t >= self.max_steps:
+        if self.network is None or self.episode_over:
             raise RuntimeError(f"{self._label}: step called before reset() or after the "
                                "episode ended; call reset()")
         if validate:
@@ -405,21 +413,35 @@ class EpisodeKernel(GovernedKernel):
         if log is not None and len(batch):
             log.interactions(t, epoch, batch)
         self.t = t + 1
-        if self.t % spe == 0:
+        if self.t % spe == 0 or self.terminated:  # a terminal step ends its epoch early
             self._epoch_network()
+            extra = self._epoch_state()
+            if self.terminated:
+                extra = {**extra, "terminated": True}
+            self.last_epoch_state = extra
             if log is not None:
                 log.epoch_end(epoch=epoch, step=t, edges=self.network.edge_list(),
                               state={"reputation": self.reputation,
                                      "resources": self.resources, "frozen": self.frozen,
-                                     "invalid": self.invalid_actions})
+                                     "invalid": self.invalid_actions, **extra})
             self.epoch_invalid = self.invalid_actions.copy()
             self.invalid_actions[:] = 0
-        if self.t >= self.max_steps:
+        if self.episode_over:
             self.agents = []
             if log is not None:
                 log.run_end(step=t, epoch=epoch)
         self._write_observations()
         return reward
+
+    @property
+    def episode_over(self) -> bool:
+        """Whether the episode has ended: truncated at ``max_steps`` or terminated early."""
+        return self.t >= self.max_steps or self.terminated
+
+    def _epoch_state(self) -> dict[str, Any]:
+        """The variant's JSON-able state at an epoch end, logged in ``epoch_end.state``
+        beside the kernel's (and read back by the variant's metric columns)."""
+        return {}
 
     def _bankruptcy_on(self) -> bool:
         return True

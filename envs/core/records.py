@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class InteractionType(IntEnum):
     """Kinds of interaction: what a sandbox agent proposes (its action ``kind - 1``, the first
-    five) and the dilemma's games (``GAME``)."""
+    five), the dilemma's games (``GAME``) and the commons' extractions (``HARVEST``)."""
 
     COLLABORATION = 0
     REPLY = 1
@@ -57,6 +57,7 @@ class InteractionType(IntEnum):
     TASK = 3
     VOTE = 4
     GAME = 5  #: one player's move in a pairwise game of the dilemma
+    HARVEST = 6  #: one agent's extraction from the commons (the agent on both sides)
 
     @classmethod
     def names(cls) -> list[str]:
