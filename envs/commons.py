@@ -560,10 +560,17 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self.inbox_texts = [m for m in record["messages"] if "text" in m]
         self.history.append(record)
         self._epoch_rounds.append(record)
-        if self.event_log is not None:
-            self.event_log.step_state(t, epoch, record)
         self._mask_dirty = True
         return batch
+
+    def _after_step(self, batch: InteractionBatch) -> None:
+        """The round's record is final once the levers' hooks ran (their fines and
+        removals): log it."""
+        record = self.history[-1]
+        record["credits"] = self.credits.tolist()
+        if self.event_log is not None:
+            self.event_log.step_state(record["round"], record["round"]
+                                      // self.config.steps_per_epoch, record)
 
     def _message_values(self, kind: np.ndarray, a: np.ndarray, reported: np.ndarray
                         ) -> np.ndarray:
@@ -614,6 +621,35 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             weight=np.ones(m), step=np.full(m, t, dtype=np.int32),
             epoch=np.full(m, epoch, dtype=np.int32))
 
+    # ------------------------------------------------------------------ levers
+    def add_rewards(self, delta: Any) -> None:
+        """Inside a hook: add ``delta`` to this step's rewards and, in the commons, to
+        credits (a lever's fine or bonus is money): an agent whose credits reach 0 is
+        eliminated at once (with ``elimination``)."""
+        before = self.reward_array.copy()
+        super().add_rewards(delta)
+        self.credits += self.reward_array - before
+        if self.config.elimination:
+            broke = ~self.eliminated & (self.credits <= 0.0)
+            if broke.any():
+                self.eliminate(broke, reason="credits")
+
+    def eliminate(self, agents: Any, reason: str = "lever") -> list[int]:
+        """Eliminate agents for good (a lever's removal, e.g. monitoring's): their actions
+        are masked to the no-op from the next round on; the round's record lists them under
+        ``eliminated[reason]``. Returns the indices newly eliminated."""
+        idx = self._agent_index(agents)
+        new = [int(i) for i in idx if not self.eliminated[i]]
+        if not new:
+            return []
+        self.eliminated[new] = True
+        if self.history:
+            self.history[-1]["eliminated"].setdefault(reason, []).extend(new)
+        self._mask_dirty = True
+        if not self._in_step:
+            self._write_observations()
+        return new
+
     # ------------------------------------------------------------------ kernel hooks
     def _bankruptcy_on(self) -> bool:
         return False  # elimination (credits) is the game's own, in the round above
@@ -647,8 +683,7 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             "caught": sum(len(r["caught"]) for r in rounds),
             "fines": sum(sum(r["fines"]) for r in rounds),
             "accusations": sum(len(r["accusations"]) for r in rounds),
-            "eliminations": sum(len(r["eliminated"]["accusation"])
-                                + len(r["eliminated"]["credits"]) for r in rounds),
+            "eliminations": sum(sum(map(len, r["eliminated"].values())) for r in rounds),
             "messages": sum(len(r["messages"]) for r in rounds),
             "policy": dict(zip(POLICY_PARAMS, self.policy.tolist()))}}
 
@@ -896,8 +931,7 @@ def summary(rounds: Sequence[Mapping[str, Any]], config: CommonsConfig | Mapping
         "caught": float(sum(len(r["caught"]) for r in rounds)),
         "fines": float(sum(sum(r["fines"]) for r in rounds)),
         "accusations": float(flags),
-        "eliminations": float(sum(len(r["eliminated"]["accusation"])
-                                  + len(r["eliminated"]["credits"]) for r in rounds)),
+        "eliminations": float(sum(sum(map(len, r["eliminated"].values())) for r in rounds)),
         "final_stock": float(rounds[-1]["stock"]) if rounds else float(cfg.initial_stock),
         "detection_rate": len(detected) / len(liars_first) if liars_first else math.nan,
         "false_flag_rate": false / flags if flags else math.nan,
