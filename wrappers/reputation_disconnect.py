@@ -24,6 +24,9 @@ class ReputationDisconnect(GovernanceWrapper):
     """Cut every edge of agents with reputation below ``threshold``, each epoch end."""
 
     lever = "reputation_disconnect"
+    # the commons is played by everyone at once: no edge carries its game
+    variants = ("sandbox", "dilemma")
+    acts_on = "the network's edges (who plays whom)"
 
     class Params(LeverParams):
         threshold: float = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)
