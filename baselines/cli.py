@@ -58,7 +58,9 @@ PROG = "distsafe"
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 _TABLE = (("epoch", "epoch", 5), ("n_interactions", "interactions", 12),
           ("n_accepted", "accepted", 8), ("toxicity", "toxicity", 8),
-          ("quality_gap", "quality_gap", 11), ("welfare", "welfare", 9))
+          ("quality_gap", "quality_gap", 11), ("welfare", "welfare", 9),
+          # the commons' own columns (rows of other variants do not have them)
+          ("stock", "stock", 7), ("live_agents", "live", 4), ("honesty", "honesty", 7))
 
 
 class _Failure(Exception):
