@@ -13,6 +13,8 @@ Commands::
     distsafe evolve (--moran | --imitation) [--strategies NAME ...] [--counts N ...] ...
     distsafe conversations RUN_DIR [--out HTML]
     distsafe judge RUN_DIR --model M [--model M2] [--api-base URL]
+    distsafe fork RUN_DIR --at-round R [--set KEY=VALUE ...] [--out DIR] [--overwrite]
+    distsafe plot RUN_DIR [--out PNG]
     distsafe list
     distsafe --version
 
@@ -366,8 +368,19 @@ def _run_in(folder: Any, scenario: Any, seed: int, args: argparse.Namespace,
         _print_usage(usage)
     if not args.quiet:
         _print_report(slim.batch(), env.unwrapped.config.payoff)
+        _print_summary(env.unwrapped)
     print(out)
     return 0
+
+
+def _print_summary(base: Any) -> None:
+    """A variant's whole-run figures, when it keeps them (the commons: survival, efficiency,
+    equality, honesty, audits ...)."""
+    summary = getattr(base, "summary", None)
+    if summary is None:
+        return
+    figures = summary()
+    print(f"\n{base}: " + ", ".join(f"{k} {_cell(v, 0).strip()}" for k, v in figures.items()))
 
 
 def _save_usage(folder: Any, scenario: Any, policies: dict) -> dict:
@@ -1181,6 +1194,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     suite.register(sub)
     sweep.register(sub)
+    from baselines import fork, plot
+
+    fork.register(sub)
+    plot.register(sub)
 
     p = sub.add_parser("list", help="list environments, policies and bundled configs")
     p.set_defaults(func=cmd_list)

@@ -66,11 +66,12 @@ The fair share of a round is what regrowth replaces, split among the live agents
 sustainable share) and ``growth_rate * S * (1 - S / capacity) / n_live`` under ``logistic``.
 Its public estimate (from the stock estimate) is in the observation.
 
-The soft label. Given its report ``r`` and the public observation ``o`` of its extraction,
-an agent's true extraction ``x`` is, to the labeller, ``N(o, observe_noise)`` truncated to
-``x >= r`` (a report never exceeds the truth); ``p = P(x <= fair share)`` under that
-posterior (0 when the report itself exceeds the fair share). An audit reveals the truth: an
-audited agent's ``p`` is 1 or 0. ``v_hat = 2 p - 1``; ``effort`` is ``min(1, fair / taken)``
+The soft label. ``p = P(x <= fair share | r, o)`` for an agent's true extraction ``x``, its
+report ``r`` and the public observation ``o ~ N(x, observe_noise)`` (see :func:`label`):
+the labeller's prior holds a report truthful with probability ``label_prior`` (0.8), and
+otherwise withholding an exponentially distributed amount (mean: the fair share); a report
+never exceeds the truth, and one above the fair share gives ``p = 0``. An audit reveals the
+truth: an audited agent's ``p`` is 1 or 0. ``v_hat = 2 p - 1``; ``effort`` is ``min(1, fair / taken)``
 and ``dressing`` the withheld fraction ``(taken - reported) / taken``.
 
 Defaults reproduce the LLM common-pool study: stock 40 of capacity 100, logistic rate 0.15,
@@ -221,6 +222,8 @@ class CommonsConfig(BaseModel):
                                   description="sd of the agents' stock estimate")
     observe_noise: float = Field(0.25, ge=0.0, le=_AMOUNT,
                                  description="sd of the public observation of extractions")
+    label_prior: float = Field(0.8, gt=0.0, lt=1.0,
+                               description="the labeller's prior that a report is truthful")
     extraction_step: float = Field(0.25, gt=0.0, le=_AMOUNT, description="one unit of take")
     extraction_levels: int = Field(21, ge=2, le=1000, description="take is 0 .. levels - 1")
     initial_credits: float = Field(4.0, ge=-_AMOUNT, le=_AMOUNT)
@@ -602,7 +605,7 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         c = self.config
         x, r, o = taken[rows], reported[rows], observed[rows]
         within = x <= fair + _EPS
-        p = label(r, o, fair, c.observe_noise)
+        p = label(r, o, fair, c.observe_noise, c.label_prior)
         p = np.where(audited[rows], within.astype(np.float64), p)
         gain = x * c.payoff.credit_per_unit
         c_a = fines[rows].copy()
@@ -824,25 +827,41 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         return "commons_v0"
 
 
-def label(reported: np.ndarray, observed: np.ndarray, fair: float, sd: float) -> np.ndarray:
-    """``P(x <= fair)`` for ``x ~ N(observed, sd)`` truncated to ``x >= reported``.
+def label(reported: np.ndarray, observed: np.ndarray, fair: float, sd: float,
+          honest_prior: float = 0.8, mean_under: float | None = None) -> np.ndarray:
+    """``P(x <= fair | r, o)``: the probability that an extraction ``x`` was within the fair
+    share, given its report ``r`` and the public observation ``o ~ N(x, sd)``.
 
-    Computed as ``1 - Phi((observed - fair) / sd) / Phi((observed - reported) / sd)`` in log
-    space, so far tails stay finite; 0 where the report itself exceeds ``fair``; with ``sd
-    = 0`` the observation is the truth.
+    The labeller's prior: a report is truthful (``x = r``) with probability
+    ``honest_prior``; otherwise it withheld ``d = x - r ~ Exponential(mean_under)`` (default
+    mean: the fair share). Under the second, ``d`` given ``o`` is a normal with mean ``o - r
+    - sd**2 / mean_under`` and sd ``sd`` truncated to ``d >= 0``; both branches' likelihoods
+    and the tail are computed in log space, so far tails stay finite. A report above ``fair``
+    gives 0; with ``sd = 0`` the observation is the truth.
 
     Example:
-        >>> label(np.array([1.0]), np.array([1.0]), 1.0, 0.5).round(3).tolist()
-        [1.0]
+        >>> label(np.array([0.5, 0.5]), np.array([0.5, 2.0]), 0.75, 0.25).round(3).tolist()
+        [0.981, 0.0]
     """
-    reported = np.asarray(reported, dtype=np.float64)
-    observed = np.asarray(observed, dtype=np.float64)
+    r = np.asarray(reported, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64)
     if sd <= 0:
-        return (np.maximum(observed, reported) <= fair + _EPS).astype(np.float64)
-    above = log_ndtr((observed - fair) / sd)   # log P(x > fair), untruncated
-    support = log_ndtr((observed - reported) / sd)  # log P(x >= reported)
-    p = -np.expm1(np.minimum(above - support, 0.0))
-    return np.where(reported > fair + _EPS, 0.0, np.clip(p, 0.0, 1.0))
+        return (np.maximum(o, r) <= fair + _EPS).astype(np.float64)
+    mean = max(fair if mean_under is None else mean_under, _EPS)
+    lam = 1.0 / mean
+    gap = o - r
+    z0 = gap / sd
+    log_l0 = -0.5 * z0 * z0 - 0.5 * np.log(2 * np.pi) - np.log(sd)
+    m = gap - lam * sd * sd  # posterior mean of the withheld amount under the second branch
+    log_l1 = np.log(lam) + 0.5 * (lam * sd) ** 2 - lam * gap + log_ndtr(m / sd)
+    q = min(max(honest_prior, _EPS), 1.0 - _EPS)
+    honest = 1.0 / (1.0 + np.exp(np.clip(np.log1p(-q) + log_l1 - np.log(q) - log_l0,
+                                         -700.0, 700.0)))
+    room = fair - r  # how much could have been withheld within the fair share
+    beyond = log_ndtr((m - room) / sd) - log_ndtr(m / sd)  # log P(d > room | withheld)
+    within_withheld = -np.expm1(np.minimum(beyond, 0.0))
+    p = honest + (1.0 - honest) * within_withheld
+    return np.where(r > fair + _EPS, 0.0, np.clip(p, 0.0, 1.0))
 
 
 # ---------------------------------------------------------------------- run figures

@@ -384,17 +384,53 @@ def test_text_messages_are_capped_and_reach_their_recipient():
 
 # ===================================================================== 4. labels, records
 
-def test_label_is_the_truncated_posterior():
-    r, o = np.array([0.5, 0.5, 0.5]), np.array([0.5, 1.0, 3.0])
-    p = label(r, o, fair=0.75, sd=0.25)
-    assert p[0] > p[1] > p[2] >= 0.0 and p[0] < 1.0
-    # by hand: 1 - P(x > f) / P(x >= r) for x ~ N(o, sd)
+def test_label_is_the_posterior_of_the_labellers_model():
+    """Checked against the model integrated numerically: a truthful report with prior 0.8,
+    else an exponential amount withheld (mean: the fair share), seen through N(x, sd)."""
+    from scipy.integrate import quad
     from scipy.stats import norm
-    hand = 1 - norm.sf(0.75, 1.0, 0.25) / norm.sf(0.5, 1.0, 0.25)
-    assert p[1] == pytest.approx(hand)
+
+    def by_quadrature(r, o, f, sd, q=0.8):
+        lam = 1 / f
+        honest = q * norm.pdf(o, r, sd)
+        dens = lambda d: (1 - q) * lam * np.exp(-lam * d) * norm.pdf(o, r + d, sd)  # noqa
+        within = quad(dens, 0, max(f - r, 0.0))[0] + (honest if r <= f else 0.0)
+        return within / (honest + quad(dens, 0, np.inf)[0])
+
+    r = np.full(5, 0.5)
+    o = np.array([0.3, 0.5, 0.8, 1.0, 1.5])
+    p = label(r, o, fair=0.75, sd=0.25)
+    for k in range(5):
+        assert p[k] == pytest.approx(by_quadrature(0.5, o[k], 0.75, 0.25), abs=1e-7)
+    assert (np.diff(p) < 0).all()  # the more seen beyond the report, the lower
     assert label(np.array([1.0]), np.array([1.0]), 0.75, 0.25).tolist() == [0.0]  # reported
-    assert label(np.array([0.0]), np.array([50.0]), 0.75, 0.25).tolist() == [0.0]  # tails
+    assert label(np.array([0.0]), np.array([50.0]), 0.75, 0.25)[0] < 1e-12  # far tails
+    assert label(np.array([0.0]), np.array([-50.0]), 0.75, 0.25).tolist() == [1.0]
     assert label(np.array([0.5]), np.array([0.7]), 0.75, 0.0).tolist() == [1.0]  # exact
+    assert label(np.array([0.5]), np.array([0.8]), 0.75, 0.0).tolist() == [0.0]
+
+
+def test_labels_are_calibrated_on_honest_and_lying_agents():
+    """Sustainable takes, truthful or withholding: the labels track the truth."""
+    from envs.core import metrics as M
+
+    env = make(policy={"audit_probability": 0.0}, accusations=False, n_epochs=15)
+    ps, vs = [], []
+    rng = np.random.default_rng(0)
+    for seed in range(40):
+        env.reset(seed=seed)
+        while not env.episode_over:
+            fair = env.obs_arrays.self_[:, S["fair_share_estimate"]]
+            take = np.floor(fair / 0.25).astype(np.int64)
+            liar = rng.random(5) < 0.2
+            take = np.where(liar, take + 4, take)
+            env.step_arrays(act(env, take=take, underreport=np.where(liar, 4, 0)))
+            ps.append(env.last_batch.p)
+            vs.append(env.last_batch.v)
+    p, v = np.concatenate(ps), np.concatenate(vs)
+    assert 0.1 < (v == -1).mean() < 0.4
+    assert M.expected_calibration_error(p, v) < 0.1
+    assert M.auc(p, v) > 0.9
 
 
 def test_records_rewards_and_reputation():
