@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
+from baselines.commons_policies import COMMONS_POLICIES
 from baselines.policy import ObsBatch, Policy
 from baselines.strategies import STRATEGY_POLICIES
 from envs.core.records import InteractionType
@@ -258,9 +259,10 @@ POLICIES: dict[str, type[ScriptedPolicy]] = {
     cls.name: cls for cls in (Honest, Opportunistic, Deceptive, Adversarial)
 }
 
-#: every built-in policy a scenario can name: the sandbox's scripted policies and the
-#: dilemma's strategies (:data:`baselines.strategies.STRATEGY_POLICIES`)
-BUILTIN: dict[str, type[Policy]] = {**POLICIES, **STRATEGY_POLICIES}
+#: every built-in policy a scenario can name: the sandbox's scripted policies, the
+#: dilemma's strategies (:data:`baselines.strategies.STRATEGY_POLICIES`) and the commons'
+#: policies (:data:`baselines.commons_policies.COMMONS_POLICIES`)
+BUILTIN: dict[str, type[Policy]] = {**POLICIES, **STRATEGY_POLICIES, **COMMONS_POLICIES}
 
 #: entry-point group under which installed packages register policies (name -> class)
 ENTRY_POINT_GROUP = "distsafe.policies"
