@@ -222,6 +222,19 @@ def _log_turns(base: Any, pol: Any, t: int, spe: int) -> None:
         log.turn(t, t // spe, turn["agent"], label, data)
 
 
+def _send_texts(base: Any, pol: Any, t: int) -> None:
+    """Hand the free text a policy's agents send this step (``pop_messages``: ``{agent:
+    (text, to)}``, e.g. an LLM's messages) to an env that takes text (``send_text``)."""
+    texts = pol.pop_messages() if hasattr(pol, "pop_messages") else {}
+    if not texts or not hasattr(base, "send_text"):
+        return
+    for agent, (text, to) in texts.items():
+        try:
+            base.send_text(agent, text, to)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise PolicyError.of(pol, [agent], t, e) from e
+
+
 def _hooks_only(env: Any) -> bool:
     """Whether every wrapper between ``env`` and its base only registers hooks (levers)."""
     from wrappers.base import GovernanceWrapper
@@ -332,6 +345,7 @@ def rollout(env: Any, policies: Mapping[str, Policy], *, seed: int | None = None
             for (pol, live), out in zip(live_groups, outs):
                 act.update(zip(live, out))
                 _log_turns(base, pol, t, spe)
+                _send_texts(base, pol, t)
             try:
                 obs, _, _, _, infos = env.step(act)
             except ActionError as e:  # the env names the agent; the policy is to blame

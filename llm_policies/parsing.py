@@ -24,6 +24,10 @@ Safe values (what a fallback plays):
   fallback is counted (``fallback``, the policy's usage), so analyses can separate what the
   model chose from what the parser supplied. Read cooperation rates together with fallback
   rates.
+* **Commons.** Take nothing, report what was taken, abstain on every vote, accuse nobody,
+  send nothing; amounts snap to the nearest ``extraction_step`` level, votes to the nearest
+  value of the vote grid, and a message whose recipient is invalid is not sent (see
+  :mod:`llm_policies.commons`, which reads the reply and its free-text ``message``).
 * **Any other layout.** The first value of each dimension if the mask allows it, else the
   first allowed value.
 
@@ -75,6 +79,8 @@ class Parsed:
         problem: What was wrong, field by field (``None`` when nothing was).
         fields: The fields that fell back (``"reply"`` when no JSON object was found;
             ``"moves.agent_3"``, ``"respond.agent_2"`` for entries).
+        message: The free text to send with the action (the commons): ``{"text": str,
+            "to": agent name or None for a public post}``, or ``None``.
     """
 
     action: np.ndarray
@@ -82,6 +88,7 @@ class Parsed:
     fallback: bool
     problem: str | None
     fields: tuple[str, ...] = field(default=())
+    message: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------- JSON extraction
@@ -235,7 +242,7 @@ def safe_action(view: Mapping[str, Any]) -> np.ndarray:
     out = np.zeros(len(layout), dtype=np.int64)
     for d, (dim, labels) in enumerate(layout.items()):
         ok = allowed(view, dim)
-        if variant == "dilemma" or dim == "kind" or dim.startswith("respond_"):
+        if variant in ("dilemma", "commons") or dim == "kind" or dim.startswith("respond_"):
             out[d] = 0
         elif variant == "sandbox":
             out[d] = _lowest(labels, ok) if dim != "target_slot" else (min(ok) if ok else 0)
@@ -469,7 +476,12 @@ def parse_reply(text: str | None, view: Mapping[str, Any]) -> Parsed:
                       ("reply",))
     obj = _lower_keys(obj)
     r = _Reader()
-    if variant == "dilemma":
+    message = None
+    if variant == "commons":
+        from llm_policies import commons
+
+        action, message = commons.read_reply(obj, view, r)
+    elif variant == "dilemma":
         action = _read_dilemma(obj, view, r)
     elif variant == "sandbox":
         action = _read_sandbox(obj, view, r)
@@ -479,4 +491,4 @@ def parse_reply(text: str | None, view: Mapping[str, Any]) -> Parsed:
     if not isinstance(reasoning, str):
         reasoning = json.dumps(reasoning, ensure_ascii=False, default=str)
     return Parsed(action, reasoning[:MAX_REASONING], bool(r.fields),
-                  "; ".join(r.problems) or None, tuple(r.fields))
+                  "; ".join(r.problems) or None, tuple(r.fields), message)

@@ -10,7 +10,12 @@ actions. It keeps
 * per-agent **usage** (:meth:`LLMPolicy.usage`): turns, provider requests and attempts,
   prompt and completion tokens, cost, fallbacks, errors, latency, cache hits;
 * the **turns** since the last :meth:`LLMPolicy.pop_turns`: one record per agent and step
-  (prompt, reply, reasoning, action, fallback, problem, cached, error) for the event log.
+  (prompt, reply, reasoning, action, fallback, problem, cached, error, and the free-text
+  ``message`` sent, if any) for the event log;
+* the **free-text messages** of the step (the commons): :meth:`LLMPolicy.pop_messages`
+  gives ``{agent: (text, to)}``, which the runner hands to the env's ``send_text`` before
+  the step. In the commons, an agent that cannot act (eliminated, or frozen: every action
+  dimension masked to its no-op) sends no request and plays the no-op.
 
 Seeds. Each request carries a seed derived from the policy's seed (the one the runner
 re-seeds it with), the agent and the step; it is part of the cache key, so a rerun of a seed
@@ -48,13 +53,16 @@ from pydantic import Field, field_validator
 from baselines.policy import Policy
 from llm_policies.cache import ResponseCache
 from llm_policies.client import LLMClient, ProviderUnavailable, Reply
+from llm_policies.commons import ROLES, normalize_role
 from llm_policies.parsing import parse_reply
 from llm_policies.prompts import (
     PERSONAS,
     STRATEGIES,
+    allowed,
     build_messages,
     normalize_persona,
     normalize_strategy,
+    variant_of,
 )
 
 __all__ = ["CACHE_DIRNAME", "LLMPolicy", "ProviderUnavailable"]
@@ -74,7 +82,7 @@ class LLMPolicy(Policy):
     """A policy whose agents are played by an LLM (see the module docstring).
 
     Works on any variant whose views carry ``"actions"`` and ``"mask"`` (the sandbox with a
-    ``persona``, the dilemma with a ``strategy``).
+    ``persona``, the dilemma with a ``strategy``, the commons with a ``role``).
     """
 
     name = "llm"
@@ -92,6 +100,7 @@ class LLMPolicy(Policy):
         persona: str | None = Field(None, description="sandbox persona: " + ", ".join(PERSONAS))
         strategy: str | None = Field(None, description="dilemma strategy given in words: "
                                      + ", ".join(STRATEGIES))
+        role: str | None = Field(None, description="commons role: " + ", ".join(ROLES))
         temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature")
         max_tokens: int = Field(256, ge=1, le=32_768, description="longest reply (tokens)")
         concurrency: int = Field(16, ge=1, le=1024, description="requests in flight at once")
@@ -116,12 +125,19 @@ class LLMPolicy(Policy):
         def _strategy(cls, v: str | None) -> str | None:
             return normalize_strategy(v)
 
+        @field_validator("role")
+        @classmethod
+        def _role(cls, v: str | None) -> str | None:
+            normalize_role(v)  # raises with the allowed names
+            return None if v is None else v.strip().lower()
+
     def __init__(self, seed: int | None = None, **params: Any) -> None:
         super().__init__(seed, **params)
         self._run_dir: Path | None = None
         self._dry = bool(self.params.dry_run)
         self._client: LLMClient | None = None
         self._turns: list[dict[str, Any]] = []
+        self._messages: dict[str, tuple[str, str | None]] = {}
         self._usage: dict[str, dict[str, Any]] = {}
         self._request_seed = self._derive_base(seed)
 
@@ -203,18 +219,28 @@ class LLMPolicy(Policy):
         if not views:
             return np.zeros((0, 0), dtype=np.int64)
         p = self.params
-        messages = [build_messages(v, persona=p.persona, strategy=p.strategy) for v in views]
+        actions: list[np.ndarray | None] = [None] * n
+        asked = []  # the entries with a choice to make (the commons: not out or frozen)
+        for k, view in enumerate(views):
+            if variant_of(view) == "commons" and all(allowed(view, d) == [0]
+                                                     for d in view["actions"]):
+                actions[k] = np.zeros(len(view["actions"]), dtype=np.int64)
+            else:
+                asked.append(k)
+        views = [views[k] for k in asked]
+        messages = [build_messages(v, persona=p.persona, strategy=p.strategy, role=p.role)
+                    for v in views]
         agents = [str(v.get("agent", f"agent#{k}")) for k, v in enumerate(views)]
         steps = [int(v.get("step", 0)) for v in views]
         seeds = [self.request_seed(a, s) for a, s in zip(agents, steps)]
         try:
-            replies = self.client.complete_many(messages, seeds=seeds)
+            replies = self.client.complete_many(messages, seeds=seeds) if views else []
         except ProviderUnavailable as e:  # the step is not played: count the calls only
             for agent, reply in zip(agents, e.replies):
                 self._count(agent, reply, False, turn=False)
             raise
-        actions = []
-        for agent, step, view, msgs, reply in zip(agents, steps, views, messages, replies):
+        for k, agent, step, view, msgs, reply in zip(asked, agents, steps, views, messages,
+                                                      replies):
             parsed = parse_reply(reply.text if reply.error is None else None, view)
             problem = parsed.problem
             if reply.error is not None:
@@ -222,12 +248,16 @@ class LLMPolicy(Policy):
             fallback = parsed.fallback or reply.error is not None
             self._count(agent, reply, fallback)
             action = parsed.action.astype(np.int64, copy=False)
-            actions.append(action)
-            self._turns.append({
+            actions[k] = action
+            turn = {
                 "agent": agent, "step": step, "prompt": msgs, "reply": reply.text,
                 "reasoning": parsed.reasoning, "action": action.tolist(),
                 "fallback": fallback, "problem": problem, "cached": reply.cached,
-                "error": reply.error, "fields": list(parsed.fields)})
+                "error": reply.error, "fields": list(parsed.fields)}
+            if parsed.message is not None:
+                turn["message"] = dict(parsed.message)
+                self._messages[agent] = (parsed.message["text"], parsed.message["to"])
+            self._turns.append(turn)
         return np.stack(actions)
 
     # ------------------------------------------------------------------ reporting
@@ -258,6 +288,14 @@ class LLMPolicy(Policy):
         return {"model": self.params.model, "dry_run": self._dry,
                 "total": _rounded(total),
                 "agents": {a: _rounded(u) for a, u in sorted(self._usage.items())}}
+
+    def pop_messages(self) -> dict[str, tuple[str, str | None]]:
+        """The free-text messages of the agents since the last call: ``{agent: (text, to)}``
+        (``to`` an agent's name, or ``None`` for a public post). The runner hands them to an
+        env that takes text (``send_text``, the commons) before the step; an env without it
+        drops them."""
+        out, self._messages = self._messages, {}
+        return out
 
     def pop_turns(self) -> list[dict[str, Any]]:
         """The turns since the last call (one dict per agent and step: ``agent``, ``step``,

@@ -2,10 +2,10 @@
 
 The text lives in ``llm_policies/templates/`` (``string.Template`` files, ``$name`` fields):
 one system prompt per variant (``system_sandbox.txt``, ``system_dilemma.txt``,
-``system_generic.txt`` for any other action layout), the security rules
+``system_commons.txt``, ``system_generic.txt`` for any other action layout), the security rules
 (``untrusted_rules.txt``), the step's user message (``user.txt``), the sandbox personas
 (``persona_<name>.txt``) and the dilemma strategies described in words
-(``strategy_<SHORT>.txt``).
+(``strategy_<SHORT>.txt``) and the commons roles (``role_<name>.txt``).
 
 * Sandbox personas (:data:`PERSONAS`): ``honest``, ``strategic``, ``adversarial`` and
   ``open`` (no persona: the model plays as it sees fit).
@@ -14,6 +14,9 @@ one system prompt per variant (``system_sandbox.txt``, ``system_dilemma.txt``,
   give the model a strategy in words; the long names of :mod:`baselines.strategies`
   (``tit_for_tat``, ...) are accepted too. The payoffs are stated in the view's framing
   (``view["payoffs"]``: points, or years in prison).
+* Commons roles (:data:`ROLES`): ``member``, ``saboteur``, ``monitor`` and ``open`` (no
+  role); the commons' prompt, with other agents' free-text messages quoted one block each,
+  is built by :mod:`llm_policies.commons`.
 
 Untrusted data. Everything that comes from the environment's state (the whole JSON view,
 the move histories) and any free text from other agents (a view's ``"messages"``, should one
@@ -32,7 +35,8 @@ is referred to by its slot number.
 The reply format is derived from ``view["actions"]`` (dimension -> allowed values) and
 ``view["mask"]`` (dimension -> the value indices allowed now): sandbox ``{"kind", "target",
 "effort", "dressing", "transfer", "respond", "reasoning"}``, dilemma ``{"moves":
-{neighbour: "C" | "D"}, "reasoning"}``, any other layout one key per dimension.
+{neighbour: "C" | "D"}, "reasoning"}``, commons ``{"take", "report", "votes", "accuse",
+"message", "reasoning"}``, any other layout one key per dimension.
 
 Example:
     >>> view = {"agent": "agent_0", "step": 0, "epoch": 0, "max_steps": 5,
@@ -55,7 +59,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-__all__ = ["OPEN", "CLOSE", "PERSONAS", "STRATEGIES", "TEMPLATE_DIR", "build_messages",
+__all__ = ["OPEN", "CLOSE", "PERSONAS", "ROLES", "STRATEGIES", "TEMPLATE_DIR", "build_messages",
            "check_view", "neutralise", "normalize_persona", "normalize_strategy",
            "reply_format", "template", "untrusted", "variant_of"]
 
@@ -67,6 +71,9 @@ PERSONAS = ("honest", "strategic", "adversarial", "open")
 
 STRATEGIES = ("none", "AC", "AD", "TFT", "RND", "STFT", "GRIM", "WSLS")
 """Dilemma strategies a prompt can give (``none``: no strategy)."""
+
+ROLES = ("member", "saboteur", "monitor", "open")
+"""Commons roles (``open``: no role); the same as :data:`llm_policies.commons.ROLES`."""
 
 OPEN = "<<<UNTRUSTED DATA"
 CLOSE = "END UNTRUSTED DATA>>>"
@@ -176,7 +183,8 @@ def untrusted(label: str, text: str) -> str:
 
 # ---------------------------------------------------------------------- views
 def variant_of(view: Mapping[str, Any]) -> str:
-    """``"sandbox"``, ``"dilemma"`` or ``"generic"``, from the view's action layout.
+    """``"sandbox"``, ``"dilemma"``, ``"commons"`` or ``"generic"``, from the view's action
+    layout.
 
     Example:
         >>> variant_of({"actions": {"move_0": ["C", "D"], "move_1": ["C", "D"]}})
@@ -187,6 +195,8 @@ def variant_of(view: Mapping[str, Any]) -> str:
         return "sandbox"
     if dims and all(re.fullmatch(r"move_\d+", d) for d in dims):
         return "dilemma"
+    if {"take", "underreport", "accuse", "message", "message_to"} <= set(dims):
+        return "commons"
     return "generic"
 
 
@@ -255,6 +265,10 @@ def reply_format(view: Mapping[str, Any]) -> str:
         return _sandbox_format(view)
     if variant == "dilemma":
         return _dilemma_format(view)
+    if variant == "commons":
+        from llm_policies import commons
+
+        return commons.reply_format(view)
     return _generic_format(view)
 
 
@@ -340,6 +354,10 @@ def _history_lines(view: Mapping[str, Any]) -> str:
 
 
 def _state(view: Mapping[str, Any], variant: str) -> str:
+    if variant == "commons":  # its own blocks: the inbox's texts one block each, never twice
+        from llm_policies import commons
+
+        return commons.state(view)
     blocks = []
     if variant == "dilemma":
         blocks.append(untrusted("move history per neighbour", _history_lines(view)))
@@ -362,28 +380,42 @@ def _payoff_lines(view: Mapping[str, Any]) -> dict[str, str]:
 
 
 def build_messages(view: Mapping[str, Any], *, persona: str | None = None,
-                   strategy: str | None = None) -> list[dict[str, str]]:
+                   strategy: str | None = None, role: str | None = None
+                   ) -> list[dict[str, str]]:
     """The chat messages (system, user) for one agent at one step.
 
     Args:
         view: The agent's ``infos[agent]["view"]``.
         persona: A sandbox persona (:data:`PERSONAS`; ``None``/``"open"``: none).
         strategy: A dilemma strategy (:data:`STRATEGIES`; ``None``/``"none"``: none).
+        role: A commons role (:data:`ROLES`; ``None``/``"open"``: none).
 
     Raises:
-        ValueError: A view without an action layout, a persona for the dilemma, a strategy
-            for the sandbox, or an unknown persona or strategy (the message lists the allowed
-            ones).
+        ValueError: A view without an action layout, a persona for the dilemma or the
+            commons, a strategy for another variant than the dilemma, a role for another
+            variant than the commons, or an unknown persona, strategy or role (the message
+            lists the allowed ones).
     """
+    from llm_policies import commons
+
     variant = variant_of(view)
     persona = normalize_persona(persona)
     strategy = normalize_strategy(strategy)
+    role = commons.normalize_role(role)
+    if variant == "commons" and persona is not None:
+        raise ValueError(f"persona {persona!r} is for the sandbox; a commons agent takes a "
+                         f"role ({', '.join(ROLES)})")
+    if variant != "commons" and role is not None:
+        raise ValueError(f"role {role!r} is for the commons; a {variant} agent takes "
+                         + ("a strategy" if variant == "dilemma" else "a persona"))
     if variant == "dilemma" and persona is not None:
         raise ValueError(f"persona {persona!r} is for the sandbox; a dilemma agent takes a "
                          f"strategy ({', '.join(STRATEGIES)})")
     if variant != "dilemma" and strategy is not None:
+        takes = (f"a role ({', '.join(ROLES)})" if variant == "commons" else
+                 f"a persona ({', '.join(PERSONAS)})")
         raise ValueError(f"strategy {strategy!r} is for the dilemma; a {variant} agent takes "
-                         f"a persona ({', '.join(PERSONAS)})")
+                         + takes)
     agent = view.get("agent", "agent")
     name = agent if _safe(agent) else "this agent"
     common = {"agent": name, "max_steps": _number(view.get("max_steps")),
@@ -392,6 +424,8 @@ def build_messages(view: Mapping[str, Any], *, persona: str | None = None,
         strategy_text = template(f"strategy_{strategy}").template if strategy else ""
         system = template("system_dilemma").substitute(common, strategy=strategy_text,
                                                        **_payoff_lines(view))
+    elif variant == "commons":
+        system = commons.system_text(view, common, role)
     else:
         persona_text = template(f"persona_{persona}").template if persona else ""
         system = template(f"system_{variant}").substitute(common, persona=persona_text)
