@@ -77,7 +77,21 @@ BEHAVIOUR: tuple[tuple[str, str], ...] = (
     ("breaker_over", "checks >= threshold"), ("freezes", "freezes"),
     ("frozen_steps", "frozen steps"), ("invalid", "masked choices"),
 )
+#: the same for a commons run (read from its rounds' records, ``step_state``)
+COMMONS_BEHAVIOUR: tuple[tuple[str, str], ...] = (
+    ("reward", "reward"), ("gain", "credits gained"), ("taken", "taken/round"),
+    ("over_use", "over fair share"), ("honesty", "honesty"), ("mean_p", "mean p"),
+    ("audited", "audited"), ("caught", "caught"), ("fines", "fines"),
+    ("accused", "accused"), ("accusing", "accusations made"), ("eliminated", "eliminated"),
+    ("survival", "survival time"), ("invalid", "masked choices"),
+)
 EVAL_SEED_OFFSET = 1000
+
+
+def figures_of(result: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The behaviour figures an evaluation holds (the commons' or the interaction
+    variants')."""
+    return COMMONS_BEHAVIOUR if result.get("variant") == "commons" else BEHAVIOUR
 
 
 def learner_entry(scenario: Scenario) -> tuple[int, list[str]]:
@@ -385,7 +399,10 @@ def evaluate(scenario: Scenario, model_path: str | Path, out: str | Path, *,
     rows = [int(a.split("_")[1]) for a in learners]
     candidates = _candidates(scenario, index, Path(model_path), spec.eval.deterministic)
     total, done = len(candidates) * n_seeds, 0
-    result: dict[str, Any] = {"seeds": seed_list, "learners": learners, "candidates": {}}
+    import envs
+
+    result: dict[str, Any] = {"seeds": seed_list, "learners": learners, "candidates": {},
+                              "variant": envs.variant(scenario.env)}
     for label, cand in candidates:
         runs = []
         (out / label).mkdir(exist_ok=True)
@@ -402,7 +419,7 @@ def evaluate(scenario: Scenario, model_path: str | Path, out: str | Path, *,
             if on_progress is not None:
                 on_progress(done, total)
         summary = {}
-        for key, _ in BEHAVIOUR:
+        for key, _ in figures_of(result):
             s = interval([r[key] for r in runs])
             summary[key] = {"mean": s.mean, "lo": s.lo, "hi": s.hi, "n": s.n}
         result["candidates"][label] = {"runs": runs, "summary": summary}
@@ -431,6 +448,8 @@ def behaviour_from_log(path: str | Path, rows: Sequence[int],
     rep = replay(path)
     cfg = rep.run_start.config
     rows_arr = np.asarray(rows, dtype=np.int64)
+    if rep.step_states and rep.run_start.env.startswith("commons-"):
+        return _commons_behaviour(rep, rows_arr)
     k = len(rows_arr)
     batch = rep.interactions()
     ini = np.isin(batch.initiator, rows_arr)
@@ -502,6 +521,52 @@ def behaviour_from_log(path: str | Path, rows: Sequence[int],
     return out
 
 
+def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
+    """The learner's figures in one commons run, from its rounds' records (per learning
+    agent): reward (the change in the seam's resources), credits gained, units taken per
+    round, the share of its rounds over the fair share, honesty, mean label, times audited
+    and caught, fines, accusations against it and by it, elimination, survival time."""
+    k = len(rows)
+    rounds = [s.data for s in rep.step_states]
+    taken = np.array([r["taken"] for r in rounds])[:, rows]
+    reported = np.array([r["reported"] for r in rounds])[:, rows]
+    fair = np.array([r["fair_share"] for r in rounds])
+    live = np.array([r["live"] for r in rounds])[:, rows]
+    cfg = rep.run_start.config
+    ends = rep.epoch_ends
+    last = ends[-1].state if ends else {}
+    initial = float(cfg.get("initial_resources", 0.0))
+    resources = np.asarray(last.get("resources", [initial] * (int(rows.max()) + 1)))
+    credits0 = float(cfg.get("initial_credits", 0.0))
+    batch = rep.interactions()
+    mine = np.isin(batch.initiator, rows)
+
+    def count(key: str) -> float:
+        return float(sum(np.isin(r[key], rows).sum() for r in rounds) / k)
+
+    total = float(taken.sum())
+    return {
+        "reward": float((resources[rows] - initial).sum() / k),
+        "gain": float((np.asarray(rounds[-1]["credits"])[rows] - credits0).sum() / k)
+        if rounds else 0.0,
+        "taken": _mean(taken[live]),
+        "over_use": _mean((taken > fair[:, None] + 1e-9)[live]),
+        "honesty": 1.0 - float(np.abs(taken - reported).sum()) / total if total > 0
+        else math.nan,
+        "mean_p": _mean(batch.p[mine]),
+        "audited": count("audited"), "caught": count("caught"),
+        "fines": float(sum(np.asarray(r["fines"])[rows].sum() for r in rounds) / k),
+        "accused": float(sum(sum(j in rows for _, j in r["accusations"]) for r in rounds) / k),
+        "accusing": float(sum(sum(i in rows for i, _ in r["accusations"]) for r in rounds)
+                          / k),
+        "eliminated": float(sum(np.isin(ids, rows).sum() for r in rounds
+                                for ids in r["eliminated"].values()) / k),
+        "survival": float(len(rounds)),
+        "invalid": float(sum(int(np.asarray(e.state.get("invalid", [0] * (int(
+            rows.max()) + 1)))[rows].sum()) for e in ends) / k),
+    }
+
+
 def _mean(x: Any) -> float:
     x = np.asarray(x, dtype=np.float64)
     return float(x.mean()) if len(x) else math.nan
@@ -513,7 +578,7 @@ def eval_csv(result: Mapping[str, Any]) -> str:
     w = csv.writer(buf)
     w.writerow(["candidate", "figure", "mean", "lo", "hi", "n"])
     for label, cand in result["candidates"].items():
-        for key, _ in BEHAVIOUR:
+        for key, _ in figures_of(result):
             s = cand["summary"][key]
             w.writerow([label, key, repr(s["mean"]), repr(s["lo"]), repr(s["hi"]), s["n"]])
     return buf.getvalue()
@@ -525,7 +590,7 @@ def eval_table(result: Mapping[str, Any]) -> str:
     labels = list(result["candidates"])
     width = max(14, *(len(x) + 2 for x in labels))
     lines = [f"{'':<20}" + "".join(f"{x:>{width + 12}}" for x in labels)]
-    for key, title in BEHAVIOUR:
+    for key, title in figures_of(result):
         cells = []
         for label in labels:
             s = result["candidates"][label]["summary"][key]
