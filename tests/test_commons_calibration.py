@@ -51,17 +51,16 @@ def test_all_sustainable_survives_the_whole_horizon_on_every_seed(config):
         assert r["over_use_rate"] == 0.0
 
 
-@pytest.mark.parametrize("scenario", [
-    "logistic", "doubling",
-])
+@pytest.mark.parametrize("scenario", ["logistic", "logistic_defaults", "doubling"])
 def test_all_greedy_collapses_early_on_every_seed(scenario):
-    if scenario == "logistic":
+    if scenario == "logistic":   # the shipped config: 3 a round each
         s = load_scenario(ROOT / "configs" / "commons_greedy.yaml")
-        assert s.env_params["regrowth"] == "logistic"
+    elif scenario == "logistic_defaults":   # the policy's defaults: the most it can
+        s = with_agents("commons_sustainable.yaml", [{"type": "greedy", "count": 5}])
     else:   # the benchmark's lake, with greedy fishers (whole fish)
         s = with_agents("commons_doubling.yaml", [
             {"type": "greedy", "count": 5, "params": {"extraction_step": 1.0}}])
-        assert s.env_params["regrowth"] == "doubling"
+    assert s.env_params["regrowth"] == scenario.split("_")[0]
     for r in summaries(s):
         assert r["survived"] == 0.0 and r["survival_time"] <= EARLY
         assert r["final_stock"] < 5.0
