@@ -191,6 +191,7 @@ class Monitoring(GovernanceWrapper):
         self.co_accuse = np.zeros((n, n), dtype=np.int32)
         self.co_over = np.zeros((n, n), dtype=np.int32)
         self.pair_level = np.zeros((n, n), dtype=np.int32)  # times a pair was flagged
+        self._pairs_moved = False
         self.audited_through = np.full(n, -1, dtype=np.int64)  # last round inspected
         self.flags: list[dict[str, Any]] = []  # every flag of the episode
 
@@ -231,10 +232,8 @@ class Monitoring(GovernanceWrapper):
             counts[f"monitor_flags_{f['category']}"] += 1.0
         self.flags.extend(flags)
         actions = self._act(flags, t, counts)
-        if not flags and not rejected and not any(
-                counts[k] for k in ("monitor_llm_parse_failures", "monitor_llm_fallbacks",
-                                    "monitor_llm_errors")):
-            return
+        if not flags and not rejected and not any(counts.values()):
+            return  # nothing flagged, done or asked this round (an LLM round always logs)
         who = sorted({f["agent"] for f in flags} | set(actions["acted"]))
         env.log_governance(self.lever, {
             "round": t, "detector": self.params.detector, "flags": flags,
@@ -300,6 +299,7 @@ class Monitoring(GovernanceWrapper):
                 group = np.unique(acc[bad & (tgt == j)])
                 if len(group) > 1:
                     self.co_accuse[np.ix_(group, group)] += 1
+                    self._pairs_moved = True
         # over-extraction together, when not everyone does it
         sigma = float(self.seam.config.observe_noise)
         margin = p.z_threshold * sigma if sigma > 0 else _EPS
@@ -308,7 +308,10 @@ class Monitoring(GovernanceWrapper):
         if over.sum() > 1 and over.sum() <= p.collusion_max_share * n_live + _EPS:
             idx = np.flatnonzero(over)
             self.co_over[np.ix_(idx, idx)] += 1
-        flags.extend(self._collusion(t))
+            self._pairs_moved = True
+        if self._pairs_moved:  # only a round that added joint rounds can flag a pair
+            self._pairs_moved = False
+            flags.extend(self._collusion(t))
         return flags
 
     def _collusion(self, t: int) -> list[dict[str, Any]]:
