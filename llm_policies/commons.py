@@ -102,6 +102,10 @@ def normalize_role(role: str | None) -> str | None:
     return None if name == "open" else name
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _num(value: Any) -> str:
     """A finite number, compactly (``"?"`` for anything else)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -144,11 +148,11 @@ def system_text(view: Mapping[str, Any], common: Mapping[str, str], role: str | 
     """The commons' system message (before tidying)."""
     layout = view["actions"]
     take = [float(x) for x in layout["take"]]
-    costs = view.get("costs") if isinstance(view.get("costs"), Mapping) else {}
+    costs = _mapping(view.get("costs"))
     share = view.get("accusation_share", 0.5)
     share_text = "half" if share == 0.5 else f"{_num(100 * share)} %" if _num(share) != "?" \
         else "a set share"
-    regrowth = view.get("regrowth")
+    regrowth = str(view.get("regrowth"))
     grow = {"logistic": "logistically: fastest at half the capacity, slowly when the stock is "
                         "small or near the capacity",
             "doubling": "it doubles"}.get(regrowth, "by its growth rule")
@@ -167,14 +171,14 @@ def system_text(view: Mapping[str, Any], common: Mapping[str, str], role: str | 
 
 
 def _policy_lines(view: Mapping[str, Any]) -> list[str]:
-    pol = view.get("policy") if isinstance(view.get("policy"), Mapping) else {}
+    pol = _mapping(view.get("policy"))
     T, Q, P = pol.get("threshold"), pol.get("quota"), pol.get("audit_probability")
     M, B = pol.get("fine_multiplier"), pol.get("base_fine")
     parts = ", ".join(f"{_SYMBOL[k]} = {_num(pol.get(k))}{' %' if k == 'threshold' else ''}"
                       for k in _SYMBOL)
     line = f"The policy in force before this round's votes: {parts}."
     if all(_num(v) != "?" for v in (T, Q, P, M, B)):
-        level = Q * (1.0 + T / 100.0)
+        level = float(Q) * (1.0 + float(T) / 100.0)
         line += (f" Audit level Q * (1 + T / 100) = {_num(level)}: if the total taken this "
                  f"round exceeds {_num(level)}, each agent that took something is audited "
                  f"with probability {_num(P)}, and an audited under-reporter pays (taken - "
@@ -302,7 +306,7 @@ def reply_format(view: Mapping[str, Any]) -> str:
                      f'{_show(targets)}, or "nobody"')
     kinds = [layout["message"][i] for i in allowed(view, "message")]
     if len(kinds) > 1:
-        costs = view.get("costs") if isinstance(view.get("costs"), Mapping) else {}
+        costs = _mapping(view.get("costs"))
         to = [_ref(names, i - 1) for i in allowed(view, "message_to") if i > 0]
         words = _num(view.get("message_max_words", 300))
         lines.append(

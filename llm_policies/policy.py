@@ -219,14 +219,10 @@ class LLMPolicy(Policy):
         if not views:
             return np.zeros((0, 0), dtype=np.int64)
         p = self.params
-        actions: list[np.ndarray | None] = [None] * n
-        asked = []  # the entries with a choice to make (the commons: not out or frozen)
-        for k, view in enumerate(views):
-            if variant_of(view) == "commons" and all(allowed(view, d) == [0]
-                                                     for d in view["actions"]):
-                actions[k] = np.zeros(len(view["actions"]), dtype=np.int64)
-            else:
-                asked.append(k)
+        # the no-op for those with no choice to make (the commons: out or frozen)
+        actions = [np.zeros(len(v["actions"]), dtype=np.int64) for v in views]
+        asked = [k for k, v in enumerate(views) if not (
+            variant_of(v) == "commons" and all(allowed(v, d) == [0] for d in v["actions"]))]
         views = [views[k] for k in asked]
         messages = [build_messages(v, persona=p.persona, strategy=p.strategy, role=p.role)
                     for v in views]

@@ -152,7 +152,6 @@ def test_a_full_reply_is_read_and_snapped():
 def test_invalid_fields_fall_back_one_by_one():
     p, view = _parse({"take": 9, "report": 3, "votes": {"quota": 500, "colour": 1},
                       "accuse": "agent_0", "message": {"to": "agent_9", "text": "secret"}})
-    a = _named(p.action, view)
     assert p.fallback and not p.message
     assert set(p.fields) == {"take", "report", "votes.quota", "votes.colour", "accuse",
                              "message.to"}
