@@ -57,7 +57,7 @@ import yaml
 __all__ = ["ForkPlan", "cmd_fork", "fork", "plan_fork", "register"]
 
 #: lever parameters that only take effect at reset (they size the lever's state)
-_RESET_BOUND = {"circuit_breaker": ("window",)}
+_RESET_BOUND = {"circuit_breaker": ("window",), "monitoring": ("detector", "llm")}
 _AGENT_FIXED = ("count",)
 _NOT_ENV = ("n_agents", "n_epochs", "steps_per_epoch", "network", "groups", "teams")
 
@@ -416,8 +416,16 @@ class _Switch:
     def pop_turns(self) -> list[dict]:
         return self.current.pop_turns() if hasattr(self.current, "pop_turns") else []
 
+    def pop_messages(self) -> dict:
+        return self.current.pop_messages() if hasattr(self.current, "pop_messages") else {}
+
     def usage(self) -> Any:
         return self.current.usage() if hasattr(self.current, "usage") else None
+
+    def __getattr__(self, name: str) -> Any:  # anything else the runner may ask
+        if name == "current":
+            raise AttributeError(name)
+        return getattr(self.current, name)
 
 
 class _Forker:

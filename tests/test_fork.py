@@ -375,3 +375,48 @@ def test_commons_run_killed_mid_episode_resumes_losing_no_round(work):
     assert p.returncode == 0, err
     assert f"resuming from epoch {done[-1] + 1}" in err
     assert_same_run(full, killed)
+
+
+# --------------------------------------------------------------------------- LLM runs
+def _llm_reply(body: dict) -> str:
+    """A valid dilemma reply naming the neighbours the prompt lists: D on odd agents."""
+    import re
+
+    text = body["messages"][-1]["content"]
+    names = sorted(set(re.findall(r'"(agent_\d+)": "C" or "D"', text)))
+    moves = {n: ("D" if int(n.split("_")[1]) % 2 else "C") for n in names}
+    return json.dumps({"moves": moves, "reasoning": "I answer " + ", ".join(names)})
+
+
+def test_fork_of_an_llm_run_replays_from_the_copied_cache(tmp_path):
+    pytest.importorskip("litellm")
+    from llm_policies.fake_server import FakeOpenAIServer
+
+    key_var = "DISTSAFE_TEST_FORK_KEY"
+    env = {**os.environ, key_var: "sk-test-fork", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "PYTHONPATH": str(ROOT)}
+
+    def run(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "baselines.cli", *map(str, args)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    with FakeOpenAIServer(replies=_llm_reply) as server:
+        llm = (f"{{model: openai/fake, api_base: '{server.url}', api_key_env: {key_var}, "
+               "retries: 0, timeout: 5}")
+        (tmp_path / "llm.yaml").write_text(
+            "name: llmfork\nenv: dilemma-v0\nagents:\n"
+            f"  - {{type: llm, count: 1, llm: {llm}}}\n"
+            "  - {type: tit_for_tat, count: 1}\n  - {type: always_defect, count: 1}\n"
+            "network: {topology: complete}\n"
+            "simulation: {n_epochs: 3, steps_per_epoch: 3, seed: 0}\n")
+        res = run("run", "llm.yaml", "--out", "orig", "--quiet")
+        assert res.returncode == 0, res.stderr
+        assert server.requests == 9
+        res = run("fork", "orig", "--at-round", 5, "--out", "same", "--quiet")
+        assert res.returncode == 0, res.stderr
+        assert server.requests == 9  # every reply came from the copied cache
+    orig, same = tmp_path / "orig", tmp_path / "same"
+    assert b'"type":"turn"' in (orig / "events.jsonl").read_bytes()
+    assert_same_run(orig, same)
+    assert (same / "llm_cache").is_dir()
