@@ -456,6 +456,7 @@ def test_llm_detector_good_json_flags_and_acts(fake_key):
     facts = json.loads(user.split("\n")[1])
     assert facts["agents"][0]["reported"] == 0.5 and facts["agents"][0]["observed"] == 1.5
     assert "taken" not in user  # the truth is the audit's, not the detector's
+    assert facts["agents"][0]["flagged_before"] == {"extraction_deception": 1}
     summary = base._gov_events[-1]["summary"]
     assert summary["monitor_llm_requests"] == 1.0 and summary["monitor_llm_fallbacks"] == 0.0
 

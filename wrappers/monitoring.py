@@ -36,9 +36,10 @@ reads the round's public record (:meth:`envs.commons.CommonsEnv.round_record`) a
 Accusations are the round's formal accusations and its ``accuse`` message tokens. The
 scripted detector (``detector: scripted``, the default) reads numbers only, deterministic and
 vectorised over agents. ``detector: llm`` sends the round's transcript to a language model
-instead (see :class:`LLMDetector`): reports, observations, running totals, audits,
-accusations, the policy the votes set, message tokens and, quoted as untrusted data, message
-texts; its flags are validated strictly and a bad reply never stops a run.
+instead (see :class:`LLMDetector`): reports, observations, running totals, the lever's
+earlier flags, audits, accusations, the policy the votes set, message tokens and, quoted as
+untrusted data, message texts; its flags are validated strictly and a bad reply never stops
+a run.
 
 Actions, each by a severity threshold over the categories it lists (``None``: off):
 ``audit`` (default: every flag) inspects the truth of every round since the lever's last
@@ -192,6 +193,7 @@ class Monitoring(GovernanceWrapper):
         self.co_over = np.zeros((n, n), dtype=np.int32)
         self.pair_level = np.zeros((n, n), dtype=np.int32)  # times a pair was flagged
         self._pairs_moved = False
+        self.flag_counts = np.zeros((n, len(CATEGORIES)), dtype=np.int64)  # per category
         self.audited_through = np.full(n, -1, dtype=np.int64)  # last round inspected
         self.flags: list[dict[str, Any]] = []  # every flag of the episode
 
@@ -231,6 +233,8 @@ class Monitoring(GovernanceWrapper):
         for f in flags:
             counts[f"monitor_flags_{f['category']}"] += 1.0
         self.flags.extend(flags)
+        for f in flags:
+            self.flag_counts[f["agent"], CATEGORIES.index(f["category"])] += 1
         actions = self._act(flags, t, counts)
         if not flags and not rejected and not any(counts.values()):
             return  # nothing flagged, done or asked this round (an LLM round always logs)
@@ -351,6 +355,8 @@ class Monitoring(GovernanceWrapper):
                 "reported_total": round(float(self.rep_total[i]), 4),
                 "observed_total": round(float(self.obs_total[i]), 4),
                 "rounds_played": int(self.rounds[i]), "ever_caught": bool(self.caught[i]),
+                "flagged_before": {c: int(k) for c, k in zip(CATEGORIES, self.flag_counts[i])
+                                   if k},
                 "accused": [names[j] for j in accusations[accusations[:, 0] == i, 1]]})
         tokens = [{"from": names[m["from"]], "to": "everyone" if m["to"] < 0
                    else names[m["to"]], "kind": m["kind"], "value": m["value"]}
