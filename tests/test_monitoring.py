@@ -411,6 +411,15 @@ def test_scenario_with_monitoring_runs_via_distsafe_run(tmp_path, monkeypatch,
     assert events and all(f["agent"] == 0 for e in events for f in e.data["flags"])
     rates = monitoring_rates_from_log(log)
     assert rates["detection_rate"] == 1.0 and rates["false_flag_rate"] == 0.0
+    # on another variant the scenario is refused, naming the lever and the env
+    from baselines.scenario import ConfigError, parse_scenario
+
+    with pytest.raises(ConfigError) as info:
+        parse_scenario({"name": "s", "env": "sandbox-v0", "agents": [{"type": "honest",
+                                                                      "count": 2}],
+                        "simulation": {"n_epochs": 1, "steps_per_epoch": 1, "seed": 0},
+                        "governance": {"monitoring": {}}}, "s.yaml")
+    assert info.value.path == "governance.monitoring" and "sandbox-v0" in str(info.value)
 
 
 # ---------------------------------------------------------------------- the LLM detector
