@@ -208,6 +208,11 @@ def _change(prev: Any, new: Any, at_round: int, sets: list[str], base_env: Any,
     ch = _Change(at_round, list(sets))
     for k, (a, b) in enumerate(zip(prev.agents, new.agents)):
         if a != b:
+            try:  # built now, so that a policy that cannot start is refused up front
+                b.policy_class()(seed=0, **b.params)
+            except Exception as e:  # noqa: BLE001 - any failure of a user's policy
+                raise _fail(f"{source}: agents[{k}]: the policy {b.type!r} cannot be built: "
+                            f"{type(e).__name__}: {' '.join(str(e).split())}") from None
             ch.agents[k] = b
     config = base_env.unwrapped.config
     cls = type(config)
@@ -260,8 +265,9 @@ def _change(prev: Any, new: Any, at_round: int, sets: list[str], base_env: Any,
         if bound:
             allowed = [p for p in type(a).model_fields
                        if p not in _RESET_BOUND.get(name, ()) and (live is None or p in live)]
-            raise _fail(f"{source}: governance.{name}.{bound[0]}: sizes the lever's state at "
-                        f"reset, so it cannot change mid-run; allowed: {', '.join(allowed)}")
+            raise _fail(f"{source}: governance.{name}.{bound[0]}: is fixed when the lever "
+                        "starts (it sizes or builds the lever's state), so it cannot change "
+                        f"mid-run; allowed: {', '.join(allowed)}")
         ch.lever_params[name] = b
     return ch
 
@@ -350,8 +356,9 @@ def plan_fork(run_dir: str | Path, at_round: int, sets: Sequence[str]) -> ForkPl
         problems = []
         for text in sets:  # each alone first: every problem, named by its --set
             try:
-                _parse(_apply_sets(current.model_dump(mode="json"), [text], live, root.env),
-                       f"--set {text}")
+                alone = _parse(_apply_sets(current.model_dump(mode="json"), [text], live,
+                                           root.env), f"--set {text}")
+                _change(current, alone, at_round, [text], env, f"--set {text}")
             except _cli()._Failure as e:
                 problems.append(str(e))
         if problems:

@@ -85,6 +85,15 @@ network: {topology: complete}
 simulation: {n_epochs: 4, steps_per_epoch: 5, seed: 2}
 """
 
+GOVERNED = """\
+name: fork_governed
+agents:
+  - {type: honest, count: 4}
+  - {type: deceptive, count: 2}
+governance: {transaction_tax: {rate: 0.1}, circuit_breaker: {window: 5}}
+simulation: {n_epochs: 4, steps_per_epoch: 5, seed: 2}
+"""
+
 DILEMMA = """\
 name: fork_dilemma
 env: dilemma-v0
@@ -103,7 +112,7 @@ def work(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("fork")
     (d / "fork_test_policy.py").write_text(POLICY)
     for name, text in (("commons", COMMONS), ("collapse", COLLAPSING), ("sandbox", SANDBOX),
-                       ("dilemma", DILEMMA)):
+                       ("dilemma", DILEMMA), ("governed", GOVERNED)):
         (d / f"{name}.yaml").write_text(text)
     return d
 
@@ -125,7 +134,8 @@ def runs(work) -> dict[str, Path]:
     sys.path.insert(0, str(work))
     try:
         out = {}
-        for name, fmt in (("commons", "arrow"), ("sandbox", "arrow"), ("dilemma", "jsonl")):
+        for name, fmt in (("commons", "arrow"), ("sandbox", "arrow"), ("dilemma", "jsonl"),
+                          ("governed", "jsonl")):
             assert cli("run", f"{name}.yaml", "--out", f"run_{name}", "--quiet",
                        "--log-format", fmt) == 0
             out[name] = work / f"run_{name}"
@@ -259,6 +269,31 @@ def test_fork_adds_a_lever(runs, work):
     assert gov and min(g["step"] for g in gov) >= 4
     assert not [x for x in lines(runs["commons"]) if b'"type":"governance"' in x]
     assert_forked_at(runs["commons"], out, 4)
+
+
+def test_fork_changes_a_levers_parameters_and_refuses_what_cannot_change(runs, work,
+                                                                         capsys):
+    out = work / "taxed"
+    assert cli("fork", runs["governed"], "--at-round", 8, "--out", out, "--quiet",
+               "--set", "governance.transaction_tax.rate=0.5",
+               "--set", "governance.collusion_detector.z_threshold=2.0") == 0
+    assert prefix(runs["governed"], 8) == prefix(out, 8)
+    assert lines(runs["governed"]) != lines(out)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["governance"]["transaction_tax"]["rate"] == 0.5
+    assert config["governance"]["collusion_detector"]["z_threshold"] == 2.0
+    refused_out = work / "refused"
+    err = refused(capsys, "fork", runs["governed"], "--at-round", 8, "--out", refused_out,
+                  "--set", "governance.circuit_breaker.window=3",
+                  "--set", "governance.random_audit.probability=0.3",
+                  "--set", "governance.transaction_tax=null")
+    assert ("governance.circuit_breaker.window: is fixed when the lever starts (it sizes or "
+            "builds the lever's state), so it cannot change mid-run; allowed: threshold, "
+            "violations, freeze_epochs") in err
+    assert "governance.random_audit: cannot be added mid-run before circuit_breaker" in err
+    assert "governance.transaction_tax: a lever cannot be removed mid-run" in err
+    assert len(err.splitlines()) == 3  # every problem, one line each
+    assert not refused_out.exists()
 
 
 @pytest.mark.parametrize("variant,R,change", [
