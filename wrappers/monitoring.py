@@ -157,8 +157,8 @@ class Monitoring(GovernanceWrapper):
         collusion_max_share: float = Field(0.5, gt=0.0, le=1.0,
                                            description="share of live agents over-extracting "
                                            "above which a round is no pair's collusion")
-        audit: Rule | None = Field(default_factory=lambda: Rule(at=0.0),
-                                   description="audit flagged agents (None: never)")
+        audit: Rule | None = Field(Rule(at=0.0), description="audit flagged agents "
+                                   "(None: never)")
         fine: FineRule | None = Field(None, description="fine flagged agents (None: never)")
         remove: Rule | None = Field(None, description="eliminate flagged agents (None: never)")
 
