@@ -104,7 +104,7 @@ class Rule(BaseModel):
     model_config = _STRICT
 
     at: float = Field(0.5, ge=0.0, le=1.0, description="severity that triggers the action")
-    categories: _Categories = Field(CATEGORIES, min_length=1,
+    categories: _Categories = Field(CATEGORIES, min_length=1,  # type: ignore[arg-type]
                                     description="the flag categories it acts on")
 
 
@@ -157,8 +157,8 @@ class Monitoring(GovernanceWrapper):
         collusion_max_share: float = Field(0.5, gt=0.0, le=1.0,
                                            description="share of live agents over-extracting "
                                            "above which a round is no pair's collusion")
-        audit: Rule | None = Field(Rule(at=0.0), description="audit flagged agents "
-                                   "(None: never)")
+        audit: Rule | None = Field(Rule(at=0.0, categories=CATEGORIES),  # type: ignore[arg-type]
+                                   description="audit flagged agents (None: never)")
         fine: FineRule | None = Field(None, description="fine flagged agents (None: never)")
         remove: Rule | None = Field(None, description="eliminate flagged agents (None: never)")
 
@@ -170,8 +170,12 @@ class Monitoring(GovernanceWrapper):
                 raise ValueError("an llm block goes with detector: llm")
             return self
 
-    def _install(self, seam) -> None:
-        self.detector = LLMDetector(self.params.llm) if self.params.detector == "llm" else None
+    params: Params
+    seam: Any  # the commons (its history, config, eliminated, eliminate)
+
+    def _install(self, seam: Any) -> None:
+        llm = self.params.llm
+        self.detector = LLMDetector(llm) if llm is not None else None  # detector: llm
         seam.add_reset_hook(self._reset)
         seam.add_step_hook(self._review)
 
@@ -527,28 +531,34 @@ def parse_flags(text: str | None, agents: Sequence[str], t: int
     rejected: list[dict[str, Any]] = []
     seen: set[tuple[int, str]] = set()
     for entry in raw[:1000]:
-        reason = None
-        if not isinstance(entry, dict):
-            reason = "a flag must be an object"
-        else:
-            agent, cat, sev = entry.get("agent"), entry.get("category"), entry.get("severity")
-            if not isinstance(agent, str) or agent not in index:
-                reason = f"unknown agent {agent!r}"[:200]
-            elif cat not in CATEGORIES:
-                reason = f"unknown category {cat!r}"[:200]
-            elif (isinstance(sev, bool) or not isinstance(sev, (int, float))
-                  or not math.isfinite(sev) or not 0.0 <= sev <= 1.0):
-                reason = f"severity must be a number in [0, 1], got {sev!r}"[:200]
-            elif (index[agent], cat) in seen:
-                reason = f"repeated flag of {agent} for {cat}"
+        reason = _problem(entry, index, seen)
         if reason is not None:
             rejected.append({"flag": _short(entry), "reason": reason})
             continue
-        seen.add((index[agent], cat))
+        i, cat = index[entry["agent"]], str(entry["category"])
+        seen.add((i, cat))
         evidence = entry.get("evidence", "")
         evidence = evidence if isinstance(evidence, str) else _short(evidence)
-        flags.append(_flag(agents, index[agent], cat, float(sev), t, evidence[:500]))
+        flags.append(_flag(agents, i, cat, float(entry["severity"]), t, evidence[:500]))
     return flags, rejected, None
+
+
+def _problem(entry: Any, index: Mapping[str, int], seen: set[tuple[int, str]]
+             ) -> str | None:
+    """Why one flag of a reply is rejected (``None``: it stands)."""
+    if not isinstance(entry, dict):
+        return "a flag must be an object"
+    agent, cat, sev = entry.get("agent"), entry.get("category"), entry.get("severity")
+    if not isinstance(agent, str) or agent not in index:
+        return f"unknown agent {agent!r}"[:200]
+    if cat not in CATEGORIES:
+        return f"unknown category {cat!r}"[:200]
+    if (isinstance(sev, bool) or not isinstance(sev, (int, float)) or not math.isfinite(sev)
+            or not 0.0 <= sev <= 1.0):
+        return f"severity must be a number in [0, 1], got {sev!r}"[:200]
+    if (index[agent], cat) in seen:
+        return f"repeated flag of {agent} for {cat}"
+    return None
 
 
 def _short(obj: Any) -> str:
