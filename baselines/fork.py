@@ -732,6 +732,9 @@ def cmd_fork(args: argparse.Namespace) -> int:
     cli = _cli()
     plan = plan_fork(args.run_dir, args.at_round, args.set or [])
     out = Path(args.out) if args.out else _default_out(plan.run_dir, plan.at_round)
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, cli._sigterm)  # stop like Ctrl-C, cleaned up
     try:
         fork(plan, out, overwrite=args.overwrite, quiet=args.quiet, dry_run=args.dry_run)
     except KeyboardInterrupt:
@@ -739,6 +742,8 @@ def cmd_fork(args: argparse.Namespace) -> int:
     except OSError as e:
         raise cli._Stop(1, f"{e.filename or out}: {e.strerror or e}; nothing was "
                            "written") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(out)
     return 0
 

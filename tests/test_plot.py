@@ -144,3 +144,49 @@ def test_missing_or_corrupt_logs_are_named(runs, tmp_path, capsys):
     assert err.startswith("distsafe: error: cannot read the run: ")
     assert f"{bad / 'events.jsonl'}:1" in err
     assert not (bad / "dashboard.png").exists()
+
+
+def test_monitoring_flags_and_a_collapse_are_drawn(tmp_path):
+    """A commons run with the monitoring lever that ends early by collapse (built with the
+    env directly; the folder holds only its log, so the metrics come from the log)."""
+    import importlib.util
+
+    import numpy as np
+
+    import envs
+    from baselines.policy import Policy
+    from baselines.runner import rollout
+    from envs.core.events import EventLog
+
+    if importlib.util.find_spec("wrappers.monitoring") is None:
+        pytest.skip("no monitoring lever")
+    from wrappers.monitoring import Monitoring
+
+    class Greedy(Policy):
+        """Takes a lot and reports little."""
+
+        def act_arrays(self, obs):
+            n = len(obs)
+            out = np.zeros((n, len(obs.nvec)), dtype=np.int64)
+            out[:, 0] = obs.nvec[0] // 3
+            out[:, 1] = obs.nvec[1] // 4  # under-reports
+            return out
+
+    run = tmp_path / "run"
+    run.mkdir()
+    log = EventLog(run / "events.jsonl", format="arrow")
+    env = Monitoring(envs.make("commons-v0", n_agents=4, n_epochs=30, event_log=log,
+                               elimination=False, accusations=False,
+                               collapse_threshold=10.0), z_threshold=1.0)
+    pol = Greedy(seed=0)
+    rollout(env, {a: pol for a in env.possible_agents}, seed=3)
+    env.close()
+    text = (run / "events.jsonl").read_text()
+    assert '"terminated":true' in text and '"lever":"monitoring"' in text
+    fig = dashboard(run)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == list(COMMONS_PANELS)
+    stock, counts = fig.axes[0], fig.axes[5]
+    assert "collapse" in [line.get_label() for line in stock.get_lines()]
+    assert "monitoring flags" in [t.get_text() for t in counts.get_legend().get_texts()]
+    assert main(["plot", str(run)]) == 0
+    png_size(run / "dashboard.png")
