@@ -47,9 +47,9 @@ audit of that agent: each round it under-reported and the env's own audit did no
 the env's fine ``(taken - reported) * M + B`` (that round's ``M``, ``B``); ``fine`` charges a
 fixed ``amount``; ``remove`` eliminates the agent (``env.eliminate(..., reason="monitoring")``).
 Money moves with ``add_rewards`` (in the commons: credits too). Every round with a flag, an
-action or a detector failure is logged as one ``monitoring`` governance event with
-``summary`` counts (:data:`SUMMARY`). The lever draws no random numbers of its own (the LLM
-detector's request seeds come from the generator of its reset hook).
+action or an LLM request is logged as one ``monitoring`` governance event with ``summary``
+counts (:data:`SUMMARY`). The scripted detector draws nothing at random; the LLM detector's
+request seeds start from one draw of the generator the reset hook gives the lever.
 
 :func:`monitoring_rates` (or :func:`monitoring_rates_from_log`) scores the flags against the
 truth: the **detection rate** (of the agents that under-reported, the share flagged for
