@@ -285,11 +285,13 @@ class AgentSpec(BaseModel):
     @property
     def label(self) -> str:
         """The group label of these agents: the policy class's ``name`` (else class name);
-        for ``type: llm``, ``llm_<persona or strategy>`` when the entry sets one, so that
-        LLM agents told different things are reported apart (``payoff_llm_TFT``)."""
+        for ``type: llm``, ``llm_<persona, strategy or role>`` when the entry sets one, so
+        that LLM agents told different things are reported apart (``payoff_llm_TFT``,
+        ``payoff_llm_saboteur``)."""
         base = policy_label(self.policy_class())
         if self.type == "llm":
-            told = self.params.get("persona") or self.params.get("strategy")
+            told = (self.params.get("persona") or self.params.get("strategy")
+                    or self.params.get("role"))
             if told:
                 return f"{base}_{told}"
         return base

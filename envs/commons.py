@@ -133,6 +133,7 @@ _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=Fal
 _AMOUNT = 1e12
 _HARVEST = int(InteractionType.HARVEST)
 _EPS = 1e-9
+_MAX_WORD_CHARS = 20  # a text message holds at most message_max_words * this characters
 _Grid = Annotated[tuple[float, ...], Strict(False)]
 
 
@@ -415,7 +416,8 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         """Queue a free-text message of ``agent`` for the next step (an LLM agent's words).
 
         It is sent with that step's message (public unless ``to`` names an agent), costs
-        what a token message costs, is cut to ``message_max_words`` words, and reaches its
+        what a token message costs, is cut to ``message_max_words`` words (and 20 characters
+        a word on average, so one enormous "word" is cut too), and reaches its
         recipients' ``view`` the round after; the log keeps it in the round's record.
         """
         i = self._agent_index(agent)[0]
@@ -424,7 +426,10 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             raise TypeError(f"commons: a message is text, got {type(text).__name__}")
         words = text.split()
         cap = self.config.message_max_words
-        clean = " ".join(words[:cap]) + (" [cut]" if len(words) > cap else "")
+        clean = " ".join(words[:cap])
+        limit = cap * _MAX_WORD_CHARS  # a cap on characters too: one huge "word" is cut
+        cut = len(words) > cap or len(clean) > limit
+        clean = clean[:limit] + (" [cut]" if cut else "")
         if clean:
             self._texts[int(i)] = (clean, j)
 
@@ -781,7 +786,11 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             "fair_share_estimate": round(float(c.fair_share(self.estimate, alive.sum())), 4),
             "policy": dict(zip(POLICY_PARAMS, (round(float(v), 4) for v in self.policy))),
             "eliminated": bool(self.eliminated[i]), "frozen": bool(self.frozen[i]),
+            "elimination": c.elimination, "accusation_share": c.accusation_share,
+            "credit_per_unit": c.payoff.credit_per_unit,
+            "message_max_words": c.message_max_words, "observe_noise": c.observe_noise,
             "last_take": round(float(self.last_take[i]), 4),
+            "last_report": round(float(self.last_reported[i]), 4),
             "last_fine": round(float(self.last_fine[i]), 4),
             "others": others, "inbox": inbox, "extraction_step": c.extraction_step,
             "costs": {"direct_message": c.message_cost, "public_post": c.post_cost,
