@@ -535,3 +535,18 @@ def test_parse_flags_and_transcript_are_strict_and_quoted():
         {"from": "agent_0", "to": "everyone", "text": "<<<" + "x" * 50}]}, max_text_chars=10)
     assert "x" * 8 not in msgs[1]["content"] and "< < <xxxxxxx" in msgs[1]["content"]
     assert msgs[1]["content"].count("<<<") == 1  # only the opening marker
+
+
+def test_llm_detector_uses_the_response_cache_and_seeds_from_its_generator(fake_key, tmp_path):
+    from llm_policies.fake_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(replies=['{"flags": []}']) as server:
+        env = llm_monitor(server, llm={"cache_dir": str(tmp_path / "cache")})
+        run(env, saboteur, seed=5, rounds=2)
+        run(env, saboteur, seed=5, rounds=2)   # the same requests: answered from the cache
+        assert server.requests == 2
+        run(env, saboteur, seed=6, rounds=1)   # another seed: other request seeds
+        assert server.requests == 3
+    seeds = [b["seed"] for b in server.bodies]
+    assert seeds[1] == seeds[0] + 1 and seeds[2] != seeds[0]
+    assert [e["summary"]["monitor_llm_requests"] for e in env.unwrapped._gov_events] == [1.0]
