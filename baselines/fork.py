@@ -768,6 +768,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="replace the new folder whole if it already holds a run")
     p.add_argument("--quiet", action="store_true", help="no table; print only the folder")
     p.add_argument("--dry-run", action="store_true",
-                   help="call no LLM provider (llm agents take their fallback action)")
+                   help="call no LLM provider (llm agents take their fallback action): "
+                        "the way to fork a run that was made with --dry-run")
     p.set_defaults(func=cmd_fork)
     return p
