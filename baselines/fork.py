@@ -174,7 +174,7 @@ def _apply_sets(dump: dict, sets: Sequence[str], live: Sequence[str], env_id: st
     # rest, so agents[k].params.X=V given beside agents[k].type=NAME sets the new policy's X
     new_type = [p for p in parsed if len(p[1]) == 3 and p[1][0] == "agents"
                 and isinstance(p[1][1], int) and p[1][2] == "type"]
-    for key, tokens, value in new_type:
+    for _key, tokens, _value in new_type:
         agents = dump.get("agents")
         if isinstance(agents, list) and tokens[1] < len(agents) \
                 and isinstance(agents[tokens[1]], dict):
@@ -322,7 +322,7 @@ def plan_fork(run_dir: str | Path, at_round: int, sets: Sequence[str]) -> ForkPl
         from baselines.runfolder import identity_differences, run_identity
 
         diffs = identity_differences(identity, run_identity(root.model_dump(mode="json"), seed,
-                                                             identity.get("log_format")))
+                                                             str(identity.get("log_format"))))
         diffs = [d for d in diffs if not d.startswith("distsafe:")]
         if diffs:
             raise _fail(f"{config_path}: does not describe the run its log records; "
@@ -560,7 +560,7 @@ class _Forker:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             rep = replay(self.plan.original_log, episode=0)
-        orig = rep.by_epoch().get(epoch)
+        orig = rep.by_epoch().get(epoch) if epoch is not None else None
         if orig is None:
             raise _Mismatch(epoch, None)
         sel = np.flatnonzero(orig.step < self.plan.at_round)
@@ -678,8 +678,9 @@ def fork(plan: ForkPlan, out: Path, *, overwrite: bool = False, quiet: bool = Tr
                     raise e.__cause__ from None
                 raise _cli()._Stop(1, f"{' '.join(str(e).split())}; nothing was "
                                       "written") from None
-            for r in held:
-                table(r)
+            if table is not None:
+                for r in held:
+                    table(r)
         except _Mismatch as e:
             _close(env)
             where = f" (line {e.line})" if e.line else (f" ({e.chunk})" if e.chunk else "")
