@@ -9,11 +9,9 @@ observation, so one instance drives any number of agents. Actions follow
 an eliminated or frozen agent plays the all-zero no-op and no one accuses a masked target.
 None of them votes (every vote dimension abstains: the policy in force stays).
 
-Three facts of the environment are not in the observation, so they are parameters (set
-them in a scenario's ``params`` when the environment's config differs from its defaults):
-``extraction_step`` (0.25; the doubling benchmark uses 1), ``observe_noise`` (the sd of the
-public observation of each extraction, 0.25) and ``horizon`` (rounds per episode, 12), which
-turns ``episode_progress`` into the number of rounds played.
+The rules they need are in the observation (``policy``: ``extraction_step``,
+``observe_noise``, ``audit_level``; ``self``: ``rounds_played``), so the same policy plays the
+logistic setting and the doubling benchmark without parameters of its own.
 
 **Evidence.** An agent's evidence against agent ``j`` is the z-like statistic ``z_j =
 (observed_total_j - reported_total_j) / (observe_noise * sqrt(rounds))``: a truthful agent's
@@ -88,18 +86,17 @@ _CLAIM = MESSAGE_KINDS.index("claim")
 _EPS = 1e-9
 
 
-def evidence(obs: ObsBatch, observe_noise: float, horizon: int) -> np.ndarray:
+def evidence(obs: ObsBatch) -> np.ndarray:
     """``(n, n_agents)``: each row's evidence ``z`` against every agent (module docstring).
 
-    ``rounds`` is ``episode_progress * horizon`` (at least 1); an observation without noise
-    makes any gap decisive.
+    ``rounds`` is the observation's ``rounds_played`` (at least 1), the noise its
+    ``observe_noise``; an observation without noise makes any gap decisive.
     """
     o = obs.others
     gap = o[:, :, _O["observed_total"]].astype(np.float64) - o[:, :, _O["reported_total"]]
-    rounds = np.maximum(np.rint(obs.self_[:, _S["episode_progress"]].astype(np.float64)
-                                * horizon), 1.0)
-    scale = max(observe_noise, 1e-6) * np.sqrt(rounds)
-    return gap / scale[:, None]
+    rounds = np.maximum(obs.self_[:, _S["rounds_played"]].astype(np.float64), 1.0)
+    noise = np.maximum(obs.policy[:, _P["observe_noise"]].astype(np.float64), 1e-6)
+    return gap / (noise * np.sqrt(rounds))[:, None]
 
 
 class CommonsPolicy(Policy):
@@ -109,14 +106,6 @@ class CommonsPolicy(Policy):
     variants = ("commons",)
     classifier: ClassVar[dict[str, Any]] = {"stochastic": False, "memory": "observation"}
 
-    class Params(Policy.Params):
-        extraction_step: float = Field(0.25, gt=0.0, le=1e12, description="the "
-                                       "environment's extraction_step (one unit of take)")
-        observe_noise: float = Field(0.25, ge=0.0, le=1e12, description="the environment's "
-                                     "observe_noise (sd of the public observation)")
-        horizon: int = Field(12, ge=1, le=10**9, description="rounds per episode (the "
-                             "environment's n_epochs * steps_per_epoch)")
-
     # -- pieces
     def _levels(self, obs: ObsBatch) -> int:
         return int(obs.nvec[_A["take"]])
@@ -124,9 +113,14 @@ class CommonsPolicy(Policy):
     def _units(self, obs: ObsBatch, amount: np.ndarray, how: str = "floor") -> np.ndarray:
         """``amount`` of stock as whole take units (rounded down or to nearest), clipped to
         the take dimension."""
-        x = np.asarray(amount, dtype=np.float64) / self.params.extraction_step
+        x = np.asarray(amount, dtype=np.float64) / self._step(obs)
         u = np.floor(x + 1e-6) if how == "floor" else np.rint(x)
         return np.clip(u, 0, self._levels(obs) - 1).astype(np.int64)
+
+    @staticmethod
+    def _step(obs: ObsBatch) -> np.ndarray:
+        """Each row's unit of take (the environment's ``extraction_step``)."""
+        return obs.policy[:, _P["extraction_step"]].astype(np.float64)
 
     def _fair_units(self, obs: ObsBatch) -> np.ndarray:
         return self._units(obs, obs.self_[:, _S["fair_share_estimate"]])
@@ -137,7 +131,7 @@ class CommonsPolicy(Policy):
         return (o[:, :, _O["live"]] > 0) & (o[:, :, _O["is_self"]] == 0)
 
     def _evidence(self, obs: ObsBatch) -> np.ndarray:
-        return evidence(obs, self.params.observe_noise, self.params.horizon)
+        return evidence(obs)
 
     def _targets(self, obs: ObsBatch) -> np.ndarray:
         """``(n, n_agents)`` bool: whom each row may accuse (the accuse dimension's mask)."""
@@ -254,12 +248,12 @@ class Saboteur(CommonsPolicy):
 
     def act_arrays(self, obs: ObsBatch) -> np.ndarray:
         prm = self.params
-        step = prm.extraction_step
+        step = self._step(obs)
         act = self._blank(obs)
         fair_u = self._fair_units(obs)
         others = self._others(obs)
         expect = np.maximum(obs.others[:, :, _O["reported"]].astype(np.float64),
-                            fair_u[:, None] * step)
+                            (fair_u * step)[:, None])
         others_total = np.where(others, expect, 0.0).sum(axis=1)
         room = obs.policy[:, _P["audit_level"]] - prm.margin - others_total
         take = np.maximum(self._units(obs, room), fair_u)

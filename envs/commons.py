@@ -113,9 +113,9 @@ from envs.core.records import InteractionBatch, InteractionType
 
 SELF_FEATURES = ("credits", "stock_estimate", "fair_share_estimate", "episode_progress",
                  "reputation", "frozen", "eliminated", "last_take", "last_report",
-                 "last_fine", "accused_by", "last_reward", "live_agents")
+                 "last_fine", "accused_by", "last_reward", "live_agents", "rounds_played")
 POLICY_FEATURES = ("threshold", "quota", "audit_probability", "fine_multiplier", "base_fine",
-                   "audit_level", "audit_triggered")
+                   "audit_level", "audit_triggered", "extraction_step", "observe_noise")
 OTHER_FEATURES = ("live", "is_self", "reported", "observed", "reported_total",
                   "observed_total", "caught", "accusations_against", "accused_me",
                   "reputation")
@@ -715,10 +715,13 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         s[:, _S["accused_by"]] = self.accusations_against
         s[:, _S["last_reward"]] = self.reward_array
         s[:, _S["live_agents"]] = n_alive
+        s[:, _S["rounds_played"]] = self.t
         pol = oa.policy
         pol[:, :5] = self.policy
         pol[:, _P["audit_level"]] = self.policy[1] * (1.0 + self.policy[0] / 100.0)
         pol[:, _P["audit_triggered"]] = self.audit_triggered
+        pol[:, _P["extraction_step"]] = c.extraction_step  # the rules of the game, so that
+        pol[:, _P["observe_noise"]] = c.observe_noise      # a policy needs no copy of them
         o = oa.others  # every agent sees the same public table, plus its own row marked
         row = np.stack([alive, np.zeros(n), self.last_reported, self.last_observed,
                         self.reported_total, self.observed_total, self.caught,

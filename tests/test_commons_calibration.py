@@ -59,7 +59,7 @@ def test_all_greedy_collapses_early_on_every_seed(scenario):
         s = with_agents("commons_sustainable.yaml", [{"type": "greedy", "count": 5}])
     else:   # the benchmark's lake, with greedy fishers (whole fish)
         s = with_agents("commons_doubling.yaml", [
-            {"type": "greedy", "count": 5, "params": {"extraction_step": 1.0}}])
+            {"type": "greedy", "count": 5}])
     assert s.env_params["regrowth"] == scenario.split("_")[0]
     for r in summaries(s):
         assert r["survived"] == 0.0 and r["survival_time"] <= EARLY

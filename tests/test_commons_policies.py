@@ -37,8 +37,8 @@ def fresh(n: int = 5, **config) -> tuple[object, ObsBatch]:
                          action_mask=obs.action_mask.copy(), nvec=obs.nvec)
 
 
-def set_rounds(obs: ObsBatch, played: int, horizon: int = 12) -> None:
-    obs.self_[:, S["episode_progress"]] = played / horizon
+def set_rounds(obs: ObsBatch, played: int) -> None:
+    obs.self_[:, S["rounds_played"]] = played
 
 
 def post(obs: ObsBatch, sender: int, kind: int, value: float, public: bool = True) -> None:
@@ -68,11 +68,11 @@ def test_sustainable_takes_the_fair_share_truthfully_and_accuses_nobody():
     assert (act[:, A["underreport"]] == 0).all() and (act[:, A["accuse"]] == 0).all()
     assert (act[:, [A[f"vote_{p}"] for p in POLICY_FEATURES[:5]]] == 0).all()  # abstains
     assert (act[:, A["message"]] == 0).all()
-    # the doubling benchmark's whole fish: the step comes from the params
+    # the doubling benchmark's whole fish: the step comes from the observation
     env, obs = fresh(regrowth="doubling", initial_stock=100.0, estimate_noise=0.0,
                      extraction_step=1.0)
     assert obs.self_[0, S["fair_share_estimate"]] == 10.0
-    act = make_policy("sustainable", extraction_step=1.0).act_arrays(obs)
+    act = make_policy("sustainable").act_arrays(obs)
     assert (act[:, A["take"]] == 10).all()
 
 
@@ -154,7 +154,7 @@ def test_monitor_accuses_the_likeliest_liar_publicly_once_the_evidence_is_strong
     assert act[[0, 2, 4], A["accuse"]].tolist() == [4, 4, 4]
     assert act[3, A["accuse"]] == 2      # agent_3 cannot accuse itself: the next likeliest
     assert (act[:, A["message"]] == ACCUSE).all() and (act[:, A["message_to"]] == 0).all()
-    z = evidence(obs, 0.25, 12)
+    z = evidence(obs)
     assert z[0, 3] == pytest.approx(10.0)
 
 
@@ -222,6 +222,6 @@ def test_the_commons_suite_runs_with_a_focal_saboteur():
 
     result = bench(ROOT / "configs" / "suites" / "commons.yaml", "saboteur", workers=1,
                    seeds=1)
-    assert not result.failures and len(result.labels) == 4
+    assert not result.failures and len(result.labels) == 5
     s = result.summary()
     assert s["commons_saboteur"]["focal_harm"].mean > 0
