@@ -379,8 +379,10 @@ def _parse(dump: dict, source: str) -> Any:
     try:
         return parse_scenario(dump, source)
     except ConfigError as e:  # an env field is named as it was set: env.FIELD
-        raise _fail("\n".join(line.replace(": env_params.", ": env.")
-                               for line in e.lines())) from None
+        lines = [line.replace(": env_params.", ": env.") for line in e.lines()]
+        if source.startswith("--set env.payoff"):
+            lines = [line.replace(": payoff.", ": env.payoff.", 1) for line in lines]
+        raise _fail("\n".join(lines)) from None
 
 
 def _guess_format(rep: Any) -> str:

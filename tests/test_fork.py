@@ -334,6 +334,9 @@ def test_fork_of_other_variants(runs, work, variant, R, change):
     ("env.capacity=50", "--set env.capacity: capacity cannot change mid-run; allowed fields "
                         "of commons-v0: growth_rate"),
     ("env.collapse_threshold=-1", "env.collapse_threshold: Input should be greater than"),
+    ("env.payoff.nope=2", "env.payoff.nope: unknown key; allowed: credit_per_unit, "
+                          "externality"),
+    ("env.messages=maybe", "env.messages: Input should be a valid boolean"),
     ("network.k=3", "--set network.k: network cannot change mid-run; allowed: agents[k].type"),
     ("governance.no_lever.x=1", "governance.no_lever: unknown key; allowed:"),
     ("nonsense", "--set nonsense: expected KEY=VALUE"),
