@@ -296,6 +296,29 @@ def test_fork_changes_a_levers_parameters_and_refuses_what_cannot_change(runs, w
     assert not refused_out.exists()
 
 
+def test_fork_replaces_the_saboteur_and_turns_members_into_monitors(work, capsys):
+    """With the commons' scripted policies (skipped where they are missing)."""
+    from baselines.scripted import PolicyLookupError, resolve_policy
+
+    try:
+        for name in ("sustainable", "saboteur", "monitor"):
+            resolve_policy(name, "commons")
+    except PolicyLookupError:
+        pytest.skip("the commons' scripted policies are not there")
+    (work / "saboteur.yaml").write_text(
+        "name: fork_saboteur\nenv: commons-v0\nagents:\n"
+        "  - {type: sustainable, count: 3}\n  - {type: saboteur, count: 1}\n"
+        "simulation: {n_epochs: 12, steps_per_epoch: 1, seed: 0}\n")
+    assert cli("run", "saboteur.yaml", "--out", "saboteur", "--quiet") == 0
+    out = work / "saboteur_replaced"
+    assert cli("fork", "saboteur", "--at-round", 4, "--out", out, "--quiet",
+               "--set", "agents[1].type=sustainable", "--set", "agents[0].type=monitor") == 0
+    assert_forked_at(work / "saboteur", out, 4)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert [a["type"] for a in config["agents"]] == ["monitor", "sustainable"]
+    assert config["fork"]["set"] == ["agents[1].type=sustainable", "agents[0].type=monitor"]
+
+
 @pytest.mark.parametrize("variant,R,change", [
     ("sandbox", 7, "agents[1].type=honest"),
     ("dilemma", 12, "agents[1].type=tit_for_tat"),
