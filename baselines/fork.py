@@ -353,20 +353,29 @@ def plan_fork(run_dir: str | Path, at_round: int, sets: Sequence[str]) -> ForkPl
             changes.append(_change(current, nxt, r, ch["set"], env, f"{config_path}: fork"))
             current = nxt
         kept_earlier = [{"at_round": c.at_round, "set": c.sets} for c in changes]
-        problems = []
-        for text in sets:  # each alone first: every problem, named by its --set
-            try:
-                alone = _parse(_apply_sets(current.model_dump(mode="json"), [text], live,
-                                           root.env), f"--set {text}")
-                _change(current, alone, at_round, [text], env, f"--set {text}")
-            except _cli()._Failure as e:
-                problems.append(str(e))
-        if problems:
-            raise _fail("\n".join(problems))
-        new = _parse(_apply_sets(current.model_dump(mode="json"), sets, live, root.env),
-                     "--set")
-        if sets:
-            changes.append(_change(current, new, at_round, list(sets), env, "--set"))
+        Failure = _cli()._Failure
+        parsed_together = False
+        try:  # all together (settings may depend on each other: detector and its llm)
+            new = _parse(_apply_sets(current.model_dump(mode="json"), sets, live, root.env),
+                         "--set")
+            parsed_together = True
+            if sets:
+                changes.append(_change(current, new, at_round, list(sets), env, "--set"))
+        except Failure as together:
+            problems = []
+            for text in sets:  # then each alone: every problem, named by its --set
+                try:
+                    alone = _parse(_apply_sets(current.model_dump(mode="json"), [text],
+                                               live, root.env), f"--set {text}")
+                except Failure as e:
+                    if not parsed_together:  # a value that is wrong on its own
+                        problems.append(str(e))
+                    continue
+                try:
+                    _change(current, alone, at_round, [text], env, f"--set {text}")
+                except Failure as e:
+                    problems.append(str(e))
+            raise _fail("\n".join(problems) if problems else str(together)) from None
     finally:
         env.close()
     return ForkPlan(run_dir, at_round, list(sets), root, seed, new, changes, kept_earlier,

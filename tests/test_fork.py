@@ -271,6 +271,31 @@ def test_fork_adds_a_lever(runs, work):
     assert_forked_at(runs["commons"], out, 4)
 
 
+def test_fork_adds_monitoring_and_a_fork_of_the_fork_tunes_it(runs, work, capsys):
+    from wrappers.stack import LEVERS
+
+    if "monitoring" not in LEVERS:
+        pytest.skip("no monitoring lever")
+    out = work / "monitored"
+    assert cli("fork", runs["commons"], "--at-round", 2, "--out", out, "--quiet",
+               "--set", "governance.monitoring.z_threshold=1.0") == 0
+    flags = [json.loads(x) for x in lines(out) if b'"lever":"monitoring"' in x]
+    assert flags and min(f["step"] for f in flags) >= 2
+    assert_forked_at(runs["commons"], out, 2)
+    # the fork's own fork replays the lever's arrival at round 2, then tunes it at 5
+    tuned = work / "monitored_tuned"
+    assert cli("fork", out, "--at-round", 5, "--out", tuned, "--quiet",
+               "--set", "governance.monitoring.z_threshold=2.5") == 0
+    assert prefix(out, 5) == prefix(tuned, 5)
+    record = yaml.safe_load((tuned / "config.yaml").read_text())["fork"]
+    assert record["earlier"] == [{"at_round": 2,
+                                  "set": ["governance.monitoring.z_threshold=1.0"]}]
+    err = refused(capsys, "fork", out, "--at-round", 5, "--out", work / "refused",
+                  "--set", "governance.monitoring.detector=llm",
+                  "--set", "governance.monitoring.llm={model: openai/x, dry_run: true}")
+    assert "governance.monitoring.detector: is fixed when the lever starts" in err
+
+
 def test_fork_changes_a_levers_parameters_and_refuses_what_cannot_change(runs, work,
                                                                          capsys):
     out = work / "taxed"
