@@ -71,8 +71,8 @@ report ``r`` and the public observation ``o ~ N(x, observe_noise)`` (see :func:`
 the labeller's prior holds a report truthful with probability ``label_prior`` (0.8), and
 otherwise withholding an exponentially distributed amount (mean: the fair share); a report
 never exceeds the truth, and one above the fair share gives ``p = 0``. An audit reveals the
-truth: an audited agent's ``p`` is 1 or 0. ``v_hat = 2 p - 1``; ``effort`` is ``min(1, fair / taken)``
-and ``dressing`` the withheld fraction ``(taken - reported) / taken``.
+truth: an audited agent's ``p`` is 1 or 0. ``v_hat = 2 p - 1``; ``effort`` is ``min(1, fair /
+taken)`` and ``dressing`` the withheld fraction ``(taken - reported) / taken``.
 
 Defaults reproduce the LLM common-pool study: stock 40 of capacity 100, logistic rate 0.15,
 4.0 starting credits, 1 credit per unit, 0.4 maintenance, direct messages 0.15, public posts
@@ -552,7 +552,8 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         record = {
             "round": t, "stock_before": stock0, "stock_after_harvest": stock1,
             "stock": self.stock, "estimate": self.estimate, "fair_share": fair,
-            "collapsed": self.collapsed, "policy": dict(zip(POLICY_PARAMS, self.policy.tolist())),
+            "collapsed": self.collapsed,
+            "policy": dict(zip(POLICY_PARAMS, self.policy.tolist())),
             "audit_triggered": self.audit_triggered, "live": live.tolist(),
             "requested": requested.tolist(), "taken": taken.tolist(),
             "reported": reported.tolist(), "observed": observed.tolist(),

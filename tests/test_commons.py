@@ -38,7 +38,7 @@ from wrappers.stack import governance_stack
 
 A = {k: i for i, k in enumerate(ACTION_DIMS)}
 S = {k: i for i, k in enumerate(SELF_FEATURES)}
-O = {k: i for i, k in enumerate(OTHER_FEATURES)}
+OF = {k: i for i, k in enumerate(OTHER_FEATURES)}
 HARVEST = int(InteractionType.HARVEST)
 
 CONFIGS = {
@@ -461,11 +461,11 @@ def test_observation_tables_are_public_with_the_own_row_marked():
     env.step_arrays(act(env, take=[4, 2, 2, 2, 2], underreport=[2, 0, 0, 0, 0],
                         accuse=[0, 1, 1, 0, 0]))
     o = env.obs_arrays.others
-    assert o[3, 0, O["observed"]] == 1.0 and o[3, 0, O["reported"]] == 0.5
-    assert np.array_equal(o[1, :, O["observed"]], o[4, :, O["observed"]])
-    assert o[2, 2, O["is_self"]] == 1 and o[2, 1, O["is_self"]] == 0
-    assert o[0, 1, O["accused_me"]] == 1 and o[0, 3, O["accused_me"]] == 0
-    assert o[0, 0, O["accusations_against"]] == 2
+    assert o[3, 0, OF["observed"]] == 1.0 and o[3, 0, OF["reported"]] == 0.5
+    assert np.array_equal(o[1, :, OF["observed"]], o[4, :, OF["observed"]])
+    assert o[2, 2, OF["is_self"]] == 1 and o[2, 1, OF["is_self"]] == 0
+    assert o[0, 1, OF["accused_me"]] == 1 and o[0, 3, OF["accused_me"]] == 0
+    assert o[0, 0, OF["accusations_against"]] == 2
     assert env.obs_arrays.self_[0, S["accused_by"]] == 2
 
 

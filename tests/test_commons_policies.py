@@ -15,14 +15,20 @@ from baselines.policy import ObsBatch
 from baselines.runner import rollout
 from baselines.scenario import ConfigError, build, load_scenario, parse_scenario
 from baselines.scripted import BUILTIN, make_policy, resolve_policy
-from envs.commons import ACTION_DIMS, INBOX_FEATURES, MESSAGE_KINDS, OTHER_FEATURES, \
-    POLICY_FEATURES, SELF_FEATURES
+from envs.commons import (
+    ACTION_DIMS,
+    INBOX_FEATURES,
+    MESSAGE_KINDS,
+    OTHER_FEATURES,
+    POLICY_FEATURES,
+    SELF_FEATURES,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 A = {k: i for i, k in enumerate(ACTION_DIMS)}
 S = {k: i for i, k in enumerate(SELF_FEATURES)}
 P = {k: i for i, k in enumerate(POLICY_FEATURES)}
-O = {k: i for i, k in enumerate(OTHER_FEATURES)}
+OF = {k: i for i, k in enumerate(OTHER_FEATURES)}
 IN = {k: i for i, k in enumerate(INBOX_FEATURES)}
 ACCUSE, CLAIM = MESSAGE_KINDS.index("accuse"), MESSAGE_KINDS.index("claim")
 STEP = 0.25
@@ -50,7 +56,7 @@ def post(obs: ObsBatch, sender: int, kind: int, value: float, public: bool = Tru
 
 def lie(obs: ObsBatch, liar: int, gap: float) -> None:
     """Everyone sees ``liar``'s observed total exceed its reported total by ``gap``."""
-    obs.others[:, liar, O["observed_total"]] = obs.others[:, liar, O["reported_total"]] + gap
+    obs.others[:, liar, OF["observed_total"]] = obs.others[:, liar, OF["reported_total"]] + gap
 
 
 def test_registered_as_builtins_of_the_commons():
@@ -108,11 +114,11 @@ def test_conditional_reciprocates_and_returns_to_the_fair_share():
     pol = make_policy("conditional", seed=0)
     _, obs = fresh()
     fair = np.floor(obs.self_[:, S["fair_share_estimate"]] / STEP).astype(int)
-    obs.others[:, :, O["observed"]] = obs.self_[0, S["fair_share_estimate"]]  # near fair
+    obs.others[:, :, OF["observed"]] = obs.self_[0, S["fair_share_estimate"]]  # near fair
     assert pol.act_arrays(obs)[:, A["take"]].tolist() == fair.tolist()
-    obs.others[:, :, O["observed"]] = 2.0          # everyone else took 2.0
+    obs.others[:, :, OF["observed"]] = 2.0          # everyone else took 2.0
     assert (pol.act_arrays(obs)[:, A["take"]] == 8).all()
-    obs.others[:, :, O["observed"]] = 0.5          # they came back
+    obs.others[:, :, OF["observed"]] = 0.5          # they came back
     assert pol.act_arrays(obs)[:, A["take"]].tolist() == fair.tolist()
 
 
@@ -131,11 +137,11 @@ def test_saboteur_stays_under_the_audit_level_reports_fair_and_blames():
     assert (act[:, A["accuse"]] != np.arange(5) + 1).all()       # never itself
     assert (act[:, A["message"]] == CLAIM).all() and (act[:, A["message_to"]] == 0).all()
     # the others reported more last round: less room
-    obs.others[:, :, O["reported"]] = 1.0
+    obs.others[:, :, OF["reported"]] = 1.0
     assert pol.act_arrays(obs)[0, A["take"]] * STEP <= level - 0.5 - 4.0 + 1e-9 \
         or pol.act_arrays(obs)[0, A["take"]] == fair_u[0]
     # accused by agent_2 last round: retaliates against it and posts an accusation
-    obs.others[0, 2, O["accused_me"]] = 1.0
+    obs.others[0, 2, OF["accused_me"]] = 1.0
     obs.self_[0, S["accused_by"]] = 1.0
     act = pol.act_arrays(obs)
     assert act[0, A["accuse"]] == 3 and act[0, A["message"]] == ACCUSE

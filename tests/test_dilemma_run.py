@@ -119,7 +119,9 @@ def test_one_runner_for_a_sandbox_policy_and_a_strategy():
 
 def test_strategy_policies_are_builtins_for_the_dilemma_only():
     assert set(STRATEGY_POLICIES) == {c.name for c in STRATEGIES}
-    assert set(BUILTIN) == set(POLICIES) | set(STRATEGY_POLICIES)
+    from baselines.commons_policies import COMMONS_POLICIES
+
+    assert set(BUILTIN) == set(POLICIES) | set(STRATEGY_POLICIES) | set(COMMONS_POLICIES)
     assert resolve_policy("grim_trigger") is STRATEGY_POLICIES["grim_trigger"]
     assert all(cls.variants == ("dilemma",) for cls in STRATEGY_POLICIES.values())
     assert all(cls.variants == ("sandbox",) for cls in POLICIES.values())

@@ -11,7 +11,6 @@ Agents act through crafted action arrays (``take`` and ``underreport`` in units 
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -20,7 +19,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm:
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from pydantic import Field, ValidationError, create_model  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
 import envs  # noqa: E402
 from envs.commons import ACTION_DIMS  # noqa: E402
@@ -326,33 +325,6 @@ def test_monitoring_does_not_move_the_envs_or_other_levers_draws():
 
 
 # ---------------------------------------------------------------------- a scenario
-@pytest.fixture
-def monitoring_in_stack(monkeypatch):
-    """``governance: {monitoring: ...}`` in a scenario. Until ``wrappers/stack.py`` lists
-    the lever itself, the stack and the scenario model are extended for this test only."""
-    from baselines import scenario as sc
-    from wrappers import stack
-
-    if "monitoring" in stack.LEVERS:
-        yield
-        return
-    config = create_model("GovernanceConfig", __base__=stack.GovernanceConfig,
-                          monitoring=(Monitoring.Params | None, Field(None)))
-    monkeypatch.setattr(stack, "ORDER", (*stack.ORDER, Monitoring))
-    monkeypatch.setitem(stack.LEVERS, "monitoring", Monitoring)
-    monkeypatch.setattr(stack, "GovernanceConfig", config)
-    old = sc.Scenario.__pydantic_fields__["governance"]
-    new = copy.copy(old)
-    new.annotation = config | None
-    sc.Scenario.__pydantic_fields__["governance"] = new
-    sc.Scenario.model_rebuild(force=True)
-    try:
-        yield
-    finally:
-        sc.Scenario.__pydantic_fields__["governance"] = old
-        sc.Scenario.model_rebuild(force=True)
-
-
 POLICIES = '''
 import numpy as np
 from baselines.policy import Policy
@@ -379,8 +351,7 @@ class Cheat(Member):
 '''
 
 
-def test_scenario_with_monitoring_runs_via_distsafe_run(tmp_path, monkeypatch,
-                                                        monitoring_in_stack):
+def test_scenario_with_monitoring_runs_via_distsafe_run(tmp_path, monkeypatch):
     from baselines.cli import main
     from baselines.scenario import load_scenario
 

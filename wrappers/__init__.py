@@ -12,6 +12,8 @@ Each lever registers hooks on the environment's governance seam
 ``RandomAudit``            audits the hidden truth: the lever dressing cannot fool
 ``CollusionDetector``      flags pairs that deal with each other far above the population
 ``ReputationDisconnect``   cuts the edges of low-reputation agents (dynamic networks)
+``Monitoring``             the commons: flags deception, blame shifting, weaponised
+                           accusations and collusion; audits, fines or removes
 =========================  ===============================================================
 
 :func:`wrappers.stack.governance_stack` builds a stack from a scenario's ``governance:``
@@ -21,6 +23,7 @@ block.
 from wrappers.base import GovernanceWrapper
 from wrappers.circuit_breaker import CircuitBreaker
 from wrappers.collusion_detector import CollusionDetector
+from wrappers.monitoring import Monitoring
 from wrappers.random_audit import RandomAudit
 from wrappers.reputation_decay import ReputationDecay
 from wrappers.reputation_disconnect import ReputationDisconnect
@@ -30,5 +33,5 @@ from wrappers.transaction_tax import TransactionTax
 from wrappers.vote_normalization import VoteNormalization
 
 __all__ = ["CircuitBreaker", "CollusionDetector", "GovernanceConfig", "GovernanceWrapper",
-           "RandomAudit", "ReputationDecay", "ReputationDisconnect", "Staking",
+           "Monitoring", "RandomAudit", "ReputationDecay", "ReputationDisconnect", "Staking",
            "TransactionTax", "VoteNormalization", "governance_stack", "levers"]

@@ -88,8 +88,11 @@ CATEGORIES = ("extraction_deception", "blame_shifting", "weaponised_accusation",
 SUMMARY = ("monitor_flags", *(f"monitor_flags_{c}" for c in CATEGORIES), "monitor_audits",
            "monitor_audit_hits", "monitor_audit_fines", "monitor_fines", "monitor_fine_amount",
            "monitor_removals", "monitor_llm_requests", "monitor_llm_parse_failures",
-           "monitor_llm_fallbacks", "monitor_llm_rejected", "monitor_llm_errors")
-"""The numbers of every ``monitoring`` event's ``summary`` (all present, all finite)."""
+           "monitor_llm_fallbacks", "monitor_llm_rejected", "monitor_llm_errors",
+           "flags", "audits", "audit_hits", "audit_misses", "penalties")
+"""The numbers of every ``monitoring`` event's ``summary`` (all present, all finite); it
+also carries the keys every lever shares (``flags``, ``audits``, ``audit_hits``,
+``audit_misses``, ``penalties``: the run's ``gov_*`` metric columns)."""
 
 _EPS = 1e-9
 _Category = Literal["extraction_deception", "blame_shifting", "weaponised_accusation",
@@ -243,6 +246,11 @@ class Monitoring(GovernanceWrapper):
         if not flags and not rejected and not any(counts.values()):
             return  # nothing flagged, done or asked this round (an LLM round always logs)
         who = sorted({f["agent"] for f in flags} | set(actions["acted"]))
+        # the run-wide governance columns every lever feeds (gov_flags, gov_audits, ...)
+        counts.update(flags=counts["monitor_flags"], audits=counts["monitor_audits"],
+                      audit_hits=counts["monitor_audit_hits"],
+                      audit_misses=counts["monitor_audits"] - counts["monitor_audit_hits"],
+                      penalties=counts["monitor_audit_fines"] + counts["monitor_fine_amount"])
         env.log_governance(self.lever, {
             "round": t, "detector": self.params.detector, "flags": flags,
             "rejected": rejected, "audits": actions["audits"], "fines": actions["fines"],

@@ -11,6 +11,7 @@
       random_audit: {probability: 0.15, penalty_multiplier: 2.0, mode: truth}
       collusion_detector: {z_threshold: 5.0, min_interactions: 3, action: penalize}
       reputation_disconnect: {threshold: -1.0}
+      monitoring: {detector: scripted}          # the commons only
 
 Every key is optional; an absent lever is off. Unknown keys and bad values are configuration
 errors like any other. :func:`governance_stack` wraps the environment in the fixed order of
@@ -37,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wrappers.base import GovernanceWrapper
 from wrappers.circuit_breaker import CircuitBreaker
 from wrappers.collusion_detector import CollusionDetector
+from wrappers.monitoring import Monitoring
 from wrappers.random_audit import RandomAudit
 from wrappers.reputation_decay import ReputationDecay
 from wrappers.reputation_disconnect import ReputationDisconnect
@@ -49,7 +51,7 @@ __all__ = ["GovernanceConfig", "LEVERS", "ORDER", "governance_stack", "levers"]
 #: the order in which a stack is built, innermost first
 ORDER: tuple[type[GovernanceWrapper], ...] = (
     ReputationDecay, VoteNormalization, TransactionTax, RandomAudit, Staking, CircuitBreaker,
-    CollusionDetector, ReputationDisconnect)
+    CollusionDetector, ReputationDisconnect, Monitoring)
 LEVERS: dict[str, type[GovernanceWrapper]] = {cls.lever: cls for cls in ORDER}
 
 
@@ -66,6 +68,7 @@ class GovernanceConfig(BaseModel):
     circuit_breaker: CircuitBreaker.Params | None = Field(None)
     collusion_detector: CollusionDetector.Params | None = Field(None)
     reputation_disconnect: ReputationDisconnect.Params | None = Field(None)
+    monitoring: Monitoring.Params | None = Field(None)
 
     def enabled(self) -> list[str]:
         """The levers that are on, in stack order."""

@@ -75,7 +75,8 @@ from envs.core.records import BATCH_DTYPES, InteractionBatch, InteractionType
 
 __all__ = [
     "BaseEvent", "Event", "RunStart", "Interactions", "InteractionChunk", "EpochEnd",
-    "Governance", "PolicyTurn", "StepState", "RunEnd", "EventLog", "LogError", "LOG_FORMATS", "Replay",
+    "Governance", "PolicyTurn", "StepState", "RunEnd", "EventLog", "LogError", "LOG_FORMATS",
+    "Replay",
     "chunk_dir",
     "collect_versions", "event_types", "parse_event", "read_events", "replay",
     "to_interactions", "truncate_to_epoch",
