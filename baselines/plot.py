@@ -251,10 +251,12 @@ def _commons_panels(axes: Sequence[Any], rep: Any, rows: Sequence[Mapping[str, A
             "caught": [len(s.get("caught", [])) for s in states],
         }
         flags: dict[int, int] = {}
-        for ev in rep.governance:
+        seen = False
+        for ev in rep.governance:  # one event a round holds all that round's flags
             if ev.lever == "monitoring":
-                flags[ev.step] = flags.get(ev.step, 0) + 1
-        if flags:
+                seen = True
+                flags[ev.step] = flags.get(ev.step, 0) + len(ev.data.get("flags", []))
+        if seen:
             counts["monitoring flags"] = [flags.get(int(r), 0) for r in rounds]
         width = 0.8 / len(counts)
         for k, (label, ys) in enumerate(counts.items()):

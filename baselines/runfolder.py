@@ -48,7 +48,7 @@ LOCK = ".lock"
 #: what a run folder may hold; anything else means the folder is not (only) a run's
 RUN_FILES = frozenset({LOCK, "config.yaml", "events.jsonl", "events.interactions",
                        "metrics.csv", "usage.json", "llm_cache", "conversations.html",
-                       "judgement.json"})
+                       "judgement.json", "dashboard.png"})
 #: what a training folder (``distsafe train``) may hold
 TRAIN_FILES = frozenset({LOCK, "config.yaml", "model.zip", "curve.csv", "curve.png",
                          "invalid_actions.csv", "train.json", "eval", "eval.json", "eval.csv",

@@ -597,6 +597,13 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, Mapping):
         got = "an empty file" if data is None else type(data).__name__
         raise ConfigError(source, "top level", f"expected a mapping (key: value), got {got}")
+    if "fork" in data:  # what distsafe fork writes: its changes start at a round
+        fork = data["fork"] if isinstance(data["fork"], Mapping) else {}
+        raise ConfigError(source, "fork", (
+            f"this is the config of a fork of {fork.get('from', '?')} at round "
+            f"{fork.get('at_round', '?')}: a run from round 0 would not be that fork; "
+            "re-create it with `distsafe fork RUN_DIR --at-round R --set ...`, or delete "
+            "the fork: block to run these settings from the start"))
     env = data.get("env", Scenario.model_fields["env"].default)
     context = {"variant": envs.variant(env)} if isinstance(env, str) and env in envs.registry \
         else None
@@ -809,6 +816,8 @@ def _test_steps(env: Any) -> None:
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         env.reset(seed=0)
         for _ in range(min(2, getattr(env, "max_steps", 2))):
+            if getattr(env, "episode_over", False):  # e.g. the commons collapsed at once
+                break
             if hasattr(env, "sample_actions") and hasattr(env, "step_arrays"):
                 rewards = env.step_arrays(env.sample_actions(rng))
             else:  # every agent takes its no-op action

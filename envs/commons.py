@@ -464,12 +464,15 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
                 to[i] = j
         msg_cost = np.where(sent, np.where(to < 0, c.post_cost, c.message_cost), 0.0)
         # 2. policy vote: the median of the votes on each parameter, else the last value
+        cast: dict[str, list] = {}
         if c.votes:
             for d, grid in enumerate(self._grids):
                 v = a[:, _A[f"vote_{POLICY_PARAMS[d]}"]]
                 votes = grid[v[v > 0] - 1]
                 if len(votes):
                     self.policy[d] = float(np.median(votes))
+                    cast[POLICY_PARAMS[d]] = [float(grid[k - 1]) if k > 0 else None
+                                              for k in v.tolist()]
         T, Q, P, M, B = self.policy
         # 3. extraction
         step = c.extraction_step
@@ -553,7 +556,7 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             "round": t, "stock_before": stock0, "stock_after_harvest": stock1,
             "stock": self.stock, "estimate": self.estimate, "fair_share": fair,
             "collapsed": self.collapsed,
-            "policy": dict(zip(POLICY_PARAMS, self.policy.tolist())),
+            "policy": dict(zip(POLICY_PARAMS, self.policy.tolist())), "votes": cast,
             "audit_triggered": self.audit_triggered, "live": live.tolist(),
             "requested": requested.tolist(), "taken": taken.tolist(),
             "reported": reported.tolist(), "observed": observed.tolist(),
@@ -817,7 +820,8 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
     def round_record(self, r: int = -1) -> dict:
         """The public record of round ``r`` (default: the last), as logged in ``step_state``:
         stock before, after the harvest and after regrowth, the fair share, the policy in
-        force, requested / taken / reported / observed extraction, audits, catches, fines,
+        force and the votes cast (per parameter someone voted on: each agent's value, or
+        ``None``), requested / taken / reported / observed extraction, audits, catches, fines,
         accusations, eliminations, credits and messages."""
         return self.history[r]
 

@@ -303,8 +303,9 @@ def test_policy_vote_is_the_median_and_abstention_keeps_the_policy():
     # votes for quotas 2, 4 and 8 (grid positions 2, 4, 7), two abstain: median 4
     env.step_arrays(act(env, vote_quota=[2, 4, 7, 0, 0]))
     assert env.round_record()["policy"]["quota"] == 4.0 == quota[3]
+    assert env.round_record()["votes"] == {"quota": [2.0, 4.0, 8.0, None, None]}
     env.step_arrays(act(env))  # nobody votes: the policy stands
-    assert env.round_record()["policy"]["quota"] == 4.0
+    assert env.round_record()["policy"]["quota"] == 4.0 and env.round_record()["votes"] == {}
     env.step_arrays(act(env, vote_audit_probability=[1, 5, 0, 0, 0]))  # 0.0 and 1.0
     assert env.round_record()["policy"]["audit_probability"] == 0.5
     assert env.obs_arrays.policy[0, 1] == 4.0
@@ -535,3 +536,18 @@ def test_commons_holds_its_game_not_a_copy_of_the_shared_machinery():
     assert POLICY_PARAMS == ("threshold", "quota", "audit_probability", "fine_multiplier",
                              "base_fine")
     assert math.isclose(CommonsConfig().sustainable_total(), 3.75)
+
+
+def test_a_scenario_that_collapses_at_once_passes_preflight_and_runs(tmp_path):
+    """The scenario check steps twice with random actions: a collapse on the first step
+    ends its test, not the program."""
+    from baselines.cli import main
+
+    cfg = tmp_path / "fragile.yaml"
+    cfg.write_text("name: fragile\nenv: commons-v0\nagents:\n  - {type: greedy, count: 5}\n"
+                   "env_params: {collapse_threshold: 39.0}\n"
+                   "simulation: {seed: 0, n_epochs: 4, steps_per_epoch: 1}\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    rep = replay(tmp_path / "run" / "events.jsonl")
+    assert rep.complete and rep.epoch_ends[-1].state["terminated"] is True
+    assert len(rep.step_states) == 1

@@ -506,3 +506,15 @@ def test_fork_of_an_llm_run_replays_from_the_copied_cache(tmp_path):
     assert b'"type":"turn"' in (orig / "events.jsonl").read_bytes()
     assert_same_run(orig, same)
     assert (same / "llm_cache").is_dir()
+
+
+def test_a_forks_config_is_not_run_from_round_zero(runs, work, capsys):
+    """A fork's config.yaml names where it came from; run and validate refuse to replay
+    it from the start (its changes begin at a round), saying how to re-create it."""
+    out = work / "fork_cfg"
+    assert cli("fork", runs["commons"], "--at-round", 2, "--set",
+               "agents[0].type=greedy", "--out", out, "--overwrite", "--quiet") == 0
+    capsys.readouterr()
+    assert cli("validate", out / "config.yaml") == 2
+    err = capsys.readouterr().err
+    assert "fork: this is the config of a fork of" in err and "at round 2" in err

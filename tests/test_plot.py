@@ -149,17 +149,12 @@ def test_missing_or_corrupt_logs_are_named(runs, tmp_path, capsys):
 def test_monitoring_flags_and_a_collapse_are_drawn(tmp_path):
     """A commons run with the monitoring lever that ends early by collapse (built with the
     env directly; the folder holds only its log, so the metrics come from the log)."""
-    import importlib.util
-
     import numpy as np
 
     import envs
     from baselines.policy import Policy
     from baselines.runner import rollout
-    from envs.core.events import EventLog
-
-    if importlib.util.find_spec("wrappers.monitoring") is None:
-        pytest.skip("no monitoring lever")
+    from envs.core.events import EventLog, replay
     from wrappers.monitoring import Monitoring
 
     class Greedy(Policy):
@@ -188,5 +183,21 @@ def test_monitoring_flags_and_a_collapse_are_drawn(tmp_path):
     stock, counts = fig.axes[0], fig.axes[5]
     assert "collapse" in [line.get_label() for line in stock.get_lines()]
     assert "monitoring flags" in [t.get_text() for t in counts.get_legend().get_texts()]
+    bars = next(c for c in counts.containers if c.get_label() == "monitoring flags")
+    flags = sum(len(ev.data["flags"]) for ev in replay(run / "events.jsonl").governance)
+    assert flags > 0 and sum(b.get_height() for b in bars) == flags  # flags, not events
     assert main(["plot", str(run)]) == 0
     png_size(run / "dashboard.png")
+
+
+def test_a_run_folder_with_its_dashboard_is_still_a_run_folder(runs, tmp_path, monkeypatch):
+    """``dashboard.png`` is a file a run folder may hold: --resume and --overwrite take it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["sandbox"], run)
+    assert main(["plot", str(run)]) == 0
+    monkeypatch.chdir(runs["sandbox"].parent)
+    assert main(["run", "sandbox.yaml", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert main(["run", "sandbox.yaml", "--out", str(run), "--overwrite", "--quiet"]) == 0
+    assert not (run / "dashboard.png").exists()  # --overwrite replaced the folder whole
