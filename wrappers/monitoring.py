@@ -369,7 +369,9 @@ class Monitoring(GovernanceWrapper):
                 "rounds_played": int(self.rounds[i]), "ever_caught": bool(self.caught[i]),
                 "flagged_before": {c: int(k) for c, k in zip(CATEGORIES, self.flag_counts[i])
                                    if k},
-                "accused": [names[j] for j in accusations[accusations[:, 0] == i, 1]]})
+                "accused": [names[j] for j in accusations[accusations[:, 0] == i, 1]],
+                "votes": {param: cast[i] for param, cast in rec.get("votes", {}).items()
+                          if cast[i] is not None}})
         tokens = [{"from": names[m["from"]], "to": "everyone" if m["to"] < 0
                    else names[m["to"]], "kind": m["kind"], "value": m["value"]}
                   for m in rec["messages"]]
