@@ -23,6 +23,8 @@ loss's interval lies above 0), and the monitors recover at least half of each su
 Usage::
 
     python benchmarks/commons_saboteur.py [--seeds 20] [--out benchmarks/results/commons_saboteur]
+    python benchmarks/commons_saboteur.py --growth-noise 1.5 \
+        --out benchmarks/results/commons_saboteur_noisy
 
 writes ``summary.json`` (every per-seed figure, the intervals, the losses, the recovered
 shares, the claim) and ``table.md``, and prints the table. A run is a few seconds.
@@ -60,8 +62,19 @@ CLAIM = ("honesty", ("survival_time", "efficiency"))
 CONFIDENCE = 0.95
 
 
-def arm_scenarios() -> dict[str, Scenario]:
-    """The three arms' scenarios (module docstring)."""
+def arm_scenarios(growth_noise: float = 0.0) -> dict[str, Scenario]:
+    """The three arms' scenarios (module docstring), with the regrowth's Gaussian noise
+    ``growth_noise`` (sd; the study's optional 1.5, off in the configs)."""
+    arms = _arm_scenarios()
+    if growth_noise:
+        arms = {arm: Scenario.model_validate({
+            **s.model_dump(mode="json"), "name": f"{s.name}_noise{growth_noise:g}",
+            "env_params": {**s.env_params, "growth_noise": growth_noise}})
+            for arm, s in arms.items()}
+    return arms
+
+
+def _arm_scenarios() -> dict[str, Scenario]:
     saboteur = load_scenario(SABOTEUR)
     honest = [a for a in saboteur.agents if a.type == "sustainable"]
     data = saboteur.model_dump(mode="json")
@@ -102,9 +115,9 @@ def _json(x: float) -> float | None:
     return None if not math.isfinite(x) else x
 
 
-def experiment(seeds: list[int]) -> dict[str, Any]:
+def experiment(seeds: list[int], growth_noise: float = 0.0) -> dict[str, Any]:
     """Run every arm on every seed; the figures, intervals, losses, recoveries and claim."""
-    scenarios = arm_scenarios()
+    scenarios = arm_scenarios(growth_noise)
     runs = {arm: [run_one(scenarios[arm], s) for s in seeds] for arm in ARMS}
     summary = {arm: {k: t_interval([r[k] for r in runs[arm]]) for k in FIGURES}
                for arm in ARMS}
@@ -139,7 +152,7 @@ def experiment(seeds: list[int]) -> dict[str, Any]:
                        for a in scenarios[arm].agents] for arm in ARMS},
         "rounds": scenarios["saboteur"].simulation.n_epochs
         * scenarios["saboteur"].simulation.steps_per_epoch,
-        "seeds": seeds, "confidence": CONFIDENCE,
+        "seeds": seeds, "confidence": CONFIDENCE, "growth_noise": growth_noise,
         "per_seed": {arm: [{"seed": s, **{k: _json(v) for k, v in r.items()}}
                            for s, r in zip(seeds, runs[arm])] for arm in ARMS},
         "summary": summary, "loss": loss, "recovered": recovered, "claim": claim,
@@ -157,8 +170,11 @@ def _cell(s: dict[str, Any], digits: int = 3) -> str:
 def table(result: dict[str, Any]) -> str:
     """The markdown table: arms x figures, then the losses and the recovered shares."""
     keys = list(FIGURES)
+    noise = result.get("growth_noise", 0.0)
     lines = [f"Commons saboteur / monitors: {len(result['seeds'])} seeds, "
-             f"{result['rounds']} rounds, mean [95 % Student-t interval]", "",
+             f"{result['rounds']} rounds"
+             + (f", regrowth noise sd {noise:g}" if noise else "")
+             + ", mean [95 % Student-t interval]", "",
              "| arm | " + " | ".join(keys) + " |",
              "|---|" + "---|" * len(keys)]
     for arm in ARMS:
@@ -179,8 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20, help="seeds 0 .. N-1 (default 20)")
     ap.add_argument("--out", type=Path, default=OUT, help="folder for summary.json, table.md")
+    ap.add_argument("--growth-noise", type=float, default=0.0,
+                    help="sd of the regrowth's Gaussian noise (the study's optional 1.5)")
     args = ap.parse_args(argv)
-    result = experiment(list(range(args.seeds)))
+    if not (math.isfinite(args.growth_noise) and args.growth_noise >= 0):
+        ap.error(f"--growth-noise must be a finite number >= 0, got {args.growth_noise}")
+    result = experiment(list(range(args.seeds)), args.growth_noise)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(result, indent=1, allow_nan=False)
                                            + "\n")

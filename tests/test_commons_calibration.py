@@ -88,8 +88,9 @@ def _experiment_module():
     return module
 
 
-def test_the_committed_saboteur_experiment_holds_and_reproduces():
-    recorded = json.loads((ROOT / "benchmarks" / "results" / "commons_saboteur"
+@pytest.mark.parametrize("folder", ["commons_saboteur", "commons_saboteur_noisy"])
+def test_the_committed_saboteur_experiment_holds_and_reproduces(folder):
+    recorded = json.loads((ROOT / "benchmarks" / "results" / folder
                            / "summary.json").read_text())
     assert len(recorded["seeds"]) == 20
     claim = recorded["claim"]
@@ -108,10 +109,19 @@ def test_the_committed_saboteur_experiment_holds_and_reproduces():
     assert recorded["summary"]["monitors"]["detection_rate"]["mean"] == 1.0
     # two seeds, re-run: the same figures, exactly
     module = _experiment_module()
-    scenarios = module.arm_scenarios()
+    scenarios = module.arm_scenarios(recorded["growth_noise"])
     for arm in module.ARMS:
         for row in per[arm][:2]:
             got = module.run_one(scenarios[arm], row["seed"])
             for k, v in got.items():
                 want = row[k]
                 assert (want is None and math.isnan(v)) or v == want, (arm, row["seed"], k)
+
+
+@pytest.mark.parametrize("folder", ["commons_saboteur", "commons_saboteur_noisy"])
+def test_readme_shows_the_recorded_saboteur_experiment(folder):
+    """README's tables are the committed table.md files, word for word."""
+    table = (ROOT / "benchmarks" / "results" / folder / "table.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    body = table.split("\n\nClaim:")[0].split("\n", 2)[2]  # the two tables
+    assert body.strip() in readme
