@@ -350,8 +350,8 @@ def allowed_names(variant: str | None = None) -> str:
 def resolve_policy(name: str, variant: str | None = None) -> type[Policy]:
     """The policy class a scenario's agent ``type`` names.
 
-    Looked up, in order: a built-in policy (:data:`BUILTIN`: the sandbox's scripted policies
-    and the dilemma's strategies), an import path
+    Looked up, in order: a built-in policy (:data:`BUILTIN`: the sandbox's scripted
+    policies, the dilemma's strategies and the commons' policies), an import path
     ``package.module:ClassName`` (the module is imported from ``sys.path``, or else from the
     current folder, which is then added to ``sys.path``), an installed entry point of group
     ``distsafe.policies``.
