@@ -24,3 +24,18 @@ def random_episode_in_space(env, seed: int = 3) -> int:
     assert steps == env.max_steps
     assert all(truncs.values()) and not any(terms.values())
     return steps
+
+
+def assert_same_trace(a: list[dict], b: list[dict]) -> None:
+    """Two episode traces (one dict per step of arrays, or of dicts of arrays: a step's
+    record columns) are equal, step by step and key by key."""
+    assert len(a) == len(b)
+    for t, (x, y) in enumerate(zip(a, b)):
+        assert x.keys() == y.keys()
+        for key in x:
+            if isinstance(x[key], dict):
+                assert x[key].keys() == y[key].keys()
+                for col in x[key]:
+                    assert np.array_equal(x[key][col], y[key][col]), (t, key, col)
+            else:
+                assert np.array_equal(x[key], y[key]), (t, key)

@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
+from envcheck import assert_same_trace
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 
 import envs
@@ -93,18 +94,6 @@ def play(env, seed: int, door: str, action_seed: int = 7) -> list[dict]:
     return trace
 
 
-def assert_same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for t, (x, y) in enumerate(zip(a, b)):
-        assert x.keys() == y.keys()
-        for key in x:
-            if isinstance(x[key], dict):
-                for col in x[key]:
-                    assert np.array_equal(x[key][col], y[key][col]), (t, key, col)
-            else:
-                assert np.array_equal(x[key], y[key]), (t, key)
-
-
 # ===================================================================== 1. API and seeding
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -153,8 +142,8 @@ def test_whole_episode_is_deterministic(name):
     first = play(env, seed=11, door="arrays")
     again = play(env, seed=11, door="arrays")
     fresh = play(make(**CONFIGS[name]), seed=11, door="arrays")
-    assert_same(first, again)
-    assert_same(first, fresh)
+    assert_same_trace(first, again)
+    assert_same_trace(first, fresh)
     assert sum(len(s["batch"]["p"]) for s in first[1:]) > 0
 
 
@@ -166,7 +155,7 @@ def test_another_seed_differs():
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_both_doors_agree(name):
-    assert_same(play(make(**CONFIGS[name]), seed=5, door="dict"),
+    assert_same_trace(play(make(**CONFIGS[name]), seed=5, door="dict"),
                 play(make(**CONFIGS[name]), seed=5, door="arrays"))
 
 
@@ -189,7 +178,7 @@ def test_governance_stack_both_doors_agree_and_every_lever_acts():
         env.unwrapped.add_listener(lambda lever, data, seen=seen: seen.append(lever))
         traces.append(play(env, seed=3, door=door, action_seed=1))
         fired.append(seen)
-    assert_same(*traces)
+    assert_same_trace(*traces)
     assert fired[0] == fired[1]
     assert set(LEVERS) <= set(fired[0])
     # an audit's penalty is money in the commons: credits move with the reward

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from envcheck import random_episode_in_space
+from envcheck import assert_same_trace, random_episode_in_space
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 from pydantic import ValidationError
 
@@ -104,19 +104,6 @@ def play(env, seed: int, door: str, action_seed: int = 7, actions_fn=None) -> li
     return trace
 
 
-def assert_same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for t, (x, y) in enumerate(zip(a, b)):
-        assert x.keys() == y.keys()
-        for key in x:
-            if isinstance(x[key], dict):
-                assert x[key].keys() == y[key].keys()
-                for col in x[key]:
-                    assert np.array_equal(x[key][col], y[key][col]), (t, key, col)
-            else:
-                assert np.array_equal(x[key], y[key]), (t, key)
-
-
 def slot_of(base, i: int, j: int) -> int:
     """The slot in which agent ``i`` shows agent ``j``."""
     ks = np.flatnonzero(base.slots.mask[i] & (base.slots.nb[i] == j))
@@ -175,8 +162,8 @@ def test_whole_episode_is_deterministic(name):
     first = play(env, seed=11, door="arrays")
     again = play(env, seed=11, door="arrays")  # the same env object, reset again
     fresh = play(make(**CONFIGS[name]), seed=11, door="arrays")
-    assert_same(first, again)
-    assert_same(first, fresh)
+    assert_same_trace(first, again)
+    assert_same_trace(first, fresh)
     assert sum(len(s["batch"]["p"]) for s in first[1:]) > 0
 
 
@@ -198,14 +185,14 @@ def test_no_noise_no_seed_dependence():
     """Without noise the two-agent game has nothing random: any seed plays alike."""
     a = play(make(n_epochs=1, steps_per_epoch=6), seed=1, door="arrays")
     b = play(make(n_epochs=1, steps_per_epoch=6), seed=2, door="arrays")
-    assert_same(a, b)
+    assert_same_trace(a, b)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_both_doors_agree(name):
     by_dict = play(make(**CONFIGS[name]), seed=5, door="dict")
     by_arrays = play(make(**CONFIGS[name]), seed=5, door="arrays")
-    assert_same(by_dict, by_arrays)
+    assert_same_trace(by_dict, by_arrays)
 
 
 #: every lever that applies to the dilemma, tuned so that each acts on a 16-agent dilemma
@@ -243,7 +230,7 @@ def test_governance_stack_both_doors_agree_and_every_lever_acts():
     env_a, fired_a = governed()
     by_dict = play(env_d, seed=3, door="dict", actions_fn=defectors)
     by_arrays = play(env_a, seed=3, door="arrays", actions_fn=defectors)
-    assert_same(by_dict, by_arrays)
+    assert_same_trace(by_dict, by_arrays)
     assert fired_d == fired_a
     # every lever acted
     acted = set(fired_d)
@@ -288,7 +275,7 @@ def test_lever_state_resets_with_the_env():
     env, _ = governed()
     a = play(env, seed=8, door="arrays", actions_fn=defectors)
     b = play(env, seed=8, door="arrays", actions_fn=defectors)
-    assert_same(a, b)
+    assert_same_trace(a, b)
 
 
 # ===================================================================== 3. payoffs
@@ -612,7 +599,7 @@ def test_rewards_from_the_records(mode, perception):
 def test_soft_and_realized_coincide_without_perception_noise():
     soft = play(make(**REWARD_CFG), seed=9, door="arrays")
     real = play(make(**REWARD_CFG, reward_mode="realized"), seed=9, door="arrays")
-    assert_same(soft, real)
+    assert_same_trace(soft, real)
     # with perception noise they differ, though the moves are the same
     soft = play(make(**REWARD_CFG, perception_noise=0.25), seed=9, door="arrays")
     real = play(make(**REWARD_CFG, perception_noise=0.25, reward_mode="realized"), seed=9,
