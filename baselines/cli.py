@@ -650,12 +650,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Every config over ``--seeds`` seeds; one table of means with 95 % intervals."""
     import importlib.util
 
-    from baselines.compare import BAD_ACTORS, CompareConfigError, compare, default_out
+    from baselines.compare import CompareConfigError, compare, default_out
 
-    bad_actors = tuple(x.strip() for x in (args.bad_actors or ",".join(BAD_ACTORS)).split(",")
-                       if x.strip())
-    if not bad_actors:
-        raise _Failure("--bad-actors names no group")
+    bad_actors = None  # each scenario's variant's default (baselines.compare.VARIANT_GROUPS)
+    if args.bad_actors is not None:
+        bad_actors = tuple(x.strip() for x in args.bad_actors.split(",") if x.strip())
+        if not bad_actors:
+            raise _Failure("--bad-actors names no group")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise _Failure("--plot needs matplotlib: pip install 'distsafe[analysis]'")
     from baselines.compare import load_configs
@@ -1066,8 +1067,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true",
                    help="also write compare.png: toxicity and welfare per epoch, 95%% bands")
     p.add_argument("--bad-actors", metavar="GROUPS", default=None,
-                   help="comma-separated group labels counted as bad actors (default: "
-                        "deceptive,adversarial)")
+                   help="comma-separated group labels counted as bad actors (default, per "
+                        "variant: deceptive,adversarial in the sandbox; saboteur,greedy in "
+                        "the commons)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("tournament", help="round robin of iterated prisoner's-dilemma "

@@ -12,14 +12,17 @@ Per run (one scenario, one seed), from its interactions and its per-epoch metric
 
 =====================  ======================================================================
 ``bad_actor_payoff``   per-capita total soft payoff over the run of the **bad actors**: the
-                       agents whose group is in ``bad_actors`` (default ``deceptive`` and
-                       ``adversarial``, the two scripted types that do harmful work on
-                       purpose); the sum over epochs of their ``payoff_<group>`` columns,
+                       agents whose group is in ``bad_actors`` (default, per variant,
+                       :data:`VARIANT_GROUPS`: ``deceptive`` and ``adversarial`` in the
+                       sandbox, the two scripted types that do harmful work on purpose;
+                       ``saboteur`` and ``greedy`` in the commons); the sum over epochs of
+                       their ``payoff_<group>`` columns,
                        weighted by group size. Interaction payoffs, so governance costs
                        charged on interactions (tax, audit fines) are in it; action costs and
                        staking slashes are not (``bad_actor_reward`` has them). nan when the
                        scenario has no bad actor
-``honest_payoff``      the same for the ``honest`` agents
+``honest_payoff``      the same for the honest agents (``honest``; ``sustainable`` in the
+                       commons)
 ``toxicity``           ``E[1 - p | accepted]`` over all the run's interactions
 ``realized_harm_rate`` ``P(v = -1 | accepted)`` over the run: harm on the hidden truth
 ``quality_gap``        ``E[p | accepted] - E[p | rejected]`` over the run
@@ -33,7 +36,10 @@ Also kept (CSV and JSON, not the table): ``bad_actor_reward``, the bad actors' p
 total reward (interaction payoffs minus effort and dressing costs, staking slashes and
 collusion penalties, plus redistributions: what reached their resources), and the run totals
 of the other ``gov_*`` columns (``gov_audit_hits``, ``gov_penalties``, ``gov_slashed``,
-``gov_freezes``, ...), to see which lever did what.
+``gov_freezes``, ...), to see which lever did what; and a variant's own run figures where it
+keeps them (:data:`VARIANT_FIGURES`: the commons' survival time, survival, honesty,
+efficiency, equality, over-use, final stock, detection and false-flag rates), which the table
+shows too when any compared scenario has them.
 
 The interval: over the seeds where the metric is defined (finite; ``n`` of them), mean
 ``m``, sample standard deviation ``s`` (``ddof = 1``), ``m ± t(0.975, n - 1) · s / √n``.
@@ -62,12 +68,18 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = ["BAD_ACTORS", "CONFIDENCE", "Comparison", "CompareConfigError", "METRICS",
+           "VARIANT_FIGURES", "VARIANT_GROUPS", "groups_of",
            "Metric", "Stats", "compare", "default_out", "interval", "load_configs"]
 
-#: the group labels counted as bad actors by default
+#: the group labels counted as bad actors by default (the sandbox's)
 BAD_ACTORS: tuple[str, ...] = ("deceptive", "adversarial")
-#: the group whose per-capita payoff is the ``honest_payoff`` column
+#: the group whose per-capita payoff is the ``honest_payoff`` column (the sandbox's)
 HONEST = "honest"
+#: per variant, the default bad-actor groups and the honest group (else the sandbox's)
+VARIANT_GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
+    "sandbox": (BAD_ACTORS, HONEST),
+    "commons": (("saboteur", "greedy"), "sustainable"),
+}
 #: the confidence level of the intervals
 CONFIDENCE = 0.95
 
@@ -101,6 +113,21 @@ EXTRA: tuple[Metric, ...] = (
            "and penalties, plus redistributions)"),
     *(Metric(f"gov_{k}", f"gov_{k}", f"gov_{k} summed over the run") for k in _GOV_EXTRA),
 )
+#: a variant's own whole-run figures (``env.summary()``), nan where it keeps none
+VARIANT_FIGURES: tuple[Metric, ...] = (
+    Metric("survival_time", "survival", "rounds until the commons collapsed (the horizon "
+           "when it did not)"),
+    Metric("survived", "survived", "1 when the commons stood to the end"),
+    Metric("honesty", "honesty", "1 - sum|taken - reported| / sum taken"),
+    Metric("efficiency", "efficiency", "units taken over what the horizon yields "
+           "sustainably"),
+    Metric("equality", "equality", "1 - Gini of the agents' gains"),
+    Metric("over_use_rate", "over-use", "share of live agents' rounds over the fair share"),
+    Metric("final_stock", "final stock", "the stock at the end"),
+    Metric("detection_rate", "detection", "of the agents that lied, the share accused"),
+    Metric("false_flag_rate", "false flags", "share of accusations against honest agents"),
+)
+EXTRA = (*EXTRA, *VARIANT_FIGURES)
 #: per-epoch series kept for the plot
 SERIES: tuple[str, ...] = ("toxicity", "welfare")
 
@@ -227,16 +254,27 @@ def default_out(labels: Sequence[str]) -> Path:
 
 
 # --------------------------------------------------------------------------- one run
+def groups_of(env_id: str, bad_actors: Sequence[str] | None = None
+              ) -> tuple[tuple[str, ...], str]:
+    """The bad-actor groups (``bad_actors``, else the variant's default) and the honest
+    group of a scenario's environment (:data:`VARIANT_GROUPS`)."""
+    import envs
+
+    default, honest = VARIANT_GROUPS.get(envs.variant(env_id), (BAD_ACTORS, HONEST))
+    return (default if bad_actors is None else tuple(bad_actors)), honest
+
+
 def run_one(scenario_json: Mapping[str, Any], seed: int,
-            bad_actors: Sequence[str] = BAD_ACTORS) -> dict[str, Any]:
+            bad_actors: Sequence[str] | None = None) -> dict[str, Any]:
     """One run of a scenario at ``seed``: ``{"metrics": {key: value}, "series": {name:
     [per epoch]}}`` (the keys of :data:`METRICS` and :data:`EXTRA`, the names of
-    :data:`SERIES`)."""
+    :data:`SERIES`); ``bad_actors`` default: the variant's (:func:`groups_of`)."""
     from baselines.runner import rollout
     from baselines.scenario import build, parse_scenario
     from envs.core import metrics as M
 
     scenario = parse_scenario(dict(scenario_json), "<compare>")
+    bad_actors, honest_group = groups_of(scenario.env, bad_actors)
     env, policies = build(scenario, seed=seed)
     parts: list[tuple[np.ndarray, ...]] = []
 
@@ -259,7 +297,7 @@ def run_one(scenario_json: Mapping[str, Any], seed: int,
     per_agent = (np.bincount(ini.astype(np.int64), weights=pay_a, minlength=n)
                  + np.bincount(cp.astype(np.int64), weights=pay_b, minlength=n))
     bad = np.isin(groups, list(bad_actors))
-    honest = groups == HONEST
+    honest = groups == honest_group
     soft = M.soft_metrics(p, acc, v=v) if len(p) else {}
     n_epochs = max(len(rows), 1)
 
@@ -283,6 +321,9 @@ def run_one(scenario_json: Mapping[str, Any], seed: int,
     }
     for k in _GOV_EXTRA:
         out[f"gov_{k}"] = col_sum(f"gov_{k}")
+    figures = base.summary() if hasattr(base, "summary") else {}
+    for m in VARIANT_FIGURES:
+        out[m.key] = float(figures.get(m.key, math.nan))
     series = {name: [float(r.get(name, math.nan)) for r in rows] for name in SERIES}
     return {"metrics": out, "series": series}
 
@@ -297,7 +338,7 @@ class Comparison:
     scenarios: list[str]
     seeds: dict[str, list[int]]
     n_seeds: int
-    bad_actors: tuple[str, ...]
+    bad_actors: dict[str, tuple[str, ...]]  # per config label
     values: dict[str, dict[str, list[float]]]
     series: dict[str, dict[str, list[list[float]]]]
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -321,14 +362,18 @@ class Comparison:
     def table(self) -> str:
         """Rows = scenarios, columns = metrics, each ``mean [lo, hi]``; then a legend."""
         summ = self.summary()
-        head = ["config", *(m.title for m in METRICS)]
-        body = [[label, *(_cell(summ[label][m.key]) for m in METRICS)] for label in self.labels]
+        shown = [*METRICS, *(m for m in VARIANT_FIGURES  # a variant's own, where it has them
+                             if any(summ[label][m.key].n for label in self.labels))]
+        head = ["config", *(m.title for m in shown)]
+        body = [[label, *(_cell(summ[label][m.key]) for m in shown)] for label in self.labels]
         widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                            for i, (c, w) in enumerate(zip(r, widths))) for r in [head, *body]]
+        kinds = {groups for groups in self.bad_actors.values()}
+        bad = (", ".join(next(iter(kinds))) if len(kinds) == 1 else "; ".join(
+            f"{label}: {', '.join(g)}" for label, g in self.bad_actors.items()))
         lines.append(f"mean [95% interval] over {self.n_seeds} seeds (seed k = the scenario's "
-                     f"seed + k); bad actors: {', '.join(self.bad_actors)}; "
-                     "'-': undefined")
+                     f"seed + k); bad actors: {bad}; '-': undefined")
         for f in self.failures:
             lines.append(f"FAILED: {f['config']} seed {f['seed']}: {f['error']}")
         return "\n".join(lines)
@@ -351,7 +396,7 @@ class Comparison:
             "seed_rule": "run k uses the scenario's seed + k (0 + k without one)",
             "confidence": CONFIDENCE,
             "interval": "Student t over the seeds where the metric is defined",
-            "bad_actors": list(self.bad_actors),
+            "bad_actors": {lb: list(g) for lb, g in self.bad_actors.items()},
             "metrics": [m._asdict() for m in METRICS],
             "extra_metrics": [m._asdict() for m in EXTRA],
             "configs": [{"label": lb, "source": src, "scenario": name, "seeds": self.seeds[lb]}
@@ -447,7 +492,7 @@ def _jsonable(x: Any) -> Any:
 
 # --------------------------------------------------------------------------- compare
 def compare(configs: Sequence[Any], seeds: int, *, jobs: int | None = None,
-            bad_actors: Sequence[str] = BAD_ACTORS, out: str | Path | None = None,
+            bad_actors: Sequence[str] | None = None, out: str | Path | None = None,
             plot: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> Comparison:
     """Run every scenario over ``seeds`` seeds and summarise (what ``distsafe compare`` does).
@@ -457,7 +502,8 @@ def compare(configs: Sequence[Any], seeds: int, *, jobs: int | None = None,
         seeds: Runs per scenario; run ``k`` uses the scenario's seed + ``k``.
         jobs: Worker processes (default: the machine's cores); ``1`` runs everything in this
             process. The results do not depend on it.
-        bad_actors: Group labels counted as bad actors.
+        bad_actors: Group labels counted as bad actors (default: each scenario's variant's,
+            :data:`VARIANT_GROUPS`).
         out: If given, write ``compare.csv`` and ``compare.json`` there (see
             :meth:`Comparison.save`).
         plot: With ``out``, also write ``compare.png``.
@@ -476,16 +522,18 @@ def compare(configs: Sequence[Any], seeds: int, *, jobs: int | None = None,
         jobs = os.cpu_count() or 1
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"compare: jobs must be an int >= 1, got {jobs!r}")
-    bad_actors = tuple(bad_actors)
-    if not bad_actors:
-        raise ValueError("compare: bad_actors names no group")
+    if bad_actors is not None:
+        bad_actors = tuple(bad_actors)
+        if not bad_actors:
+            raise ValueError("compare: bad_actors names no group")
     cfgs = (list(configs) if configs and all(isinstance(c, _Config) for c in configs)
             else load_configs(configs))  # already loaded: by distsafe compare
     from baselines.jobs import Job, run_jobs
 
     tasks = [(c, k) for c in cfgs for k in range(seeds)]
-    work = [Job(f"{i}", c.scenario_json, c.base_seed + k, "compare",
-                {"bad_actors": list(bad_actors)}) for i, (c, k) in enumerate(tasks)]
+    options = {} if bad_actors is None else {"bad_actors": list(bad_actors)}
+    work = [Job(f"{i}", c.scenario_json, c.base_seed + k, "compare", options)
+            for i, (c, k) in enumerate(tasks)]
     # a failed run is not retried here: it is a property of its scenario and seed
     done = run_jobs(work, workers=min(jobs, len(tasks)), retries=0, on_progress=on_progress)
     errors = {f["key"]: f["error"] for f in done.failures}
@@ -514,7 +562,8 @@ def compare(configs: Sequence[Any], seeds: int, *, jobs: int | None = None,
         labels=[c.label for c in cfgs], sources=[c.source for c in cfgs],
         scenarios=[c.scenario_json["name"] for c in cfgs],
         seeds={c.label: [c.base_seed + k for k in range(seeds)] for c in cfgs},
-        n_seeds=seeds, bad_actors=bad_actors, values=values, series=series,
+        n_seeds=seeds, values=values, series=series,
+        bad_actors={c.label: groups_of(c.scenario_json["env"], bad_actors)[0] for c in cfgs},
         failures=failures)
     if out is not None:
         result.save(out, plot=plot)

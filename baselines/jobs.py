@@ -61,9 +61,10 @@ def register_task(name: str) -> Callable:
 def _compare_task(scenario_json: Mapping[str, Any], seed: int,
                   options: Mapping[str, Any]) -> dict:
     """The per-run figures of ``distsafe compare`` (:func:`baselines.compare.run_one`)."""
-    from baselines.compare import BAD_ACTORS, run_one
+    from baselines.compare import run_one
 
-    return run_one(scenario_json, seed, tuple(options.get("bad_actors", BAD_ACTORS)))
+    bad = options.get("bad_actors")  # absent: the scenario's variant's default
+    return run_one(scenario_json, seed, None if bad is None else tuple(bad))
 
 
 @dataclass(frozen=True)

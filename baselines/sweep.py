@@ -402,7 +402,7 @@ def plan(config: Any, params: Sequence[str | tuple[str, Sequence[Any]]], seeds: 
         ConfigError: The config itself does not load or preflight.
         SweepConfigError: A bad parameter, path or value (every problem, one line each).
     """
-    from baselines.compare import BAD_ACTORS
+    from baselines.compare import groups_of
     from baselines.scenario import (
         ConfigError,
         Scenario,
@@ -456,7 +456,7 @@ def plan(config: Any, params: Sequence[str | tuple[str, Sequence[Any]]], seeds: 
     if problems:
         raise SweepConfigError(problems)
     return _Plan(source, plist, base_dump, settings, seeds,
-                 tuple(bad_actors) if bad_actors is not None else BAD_ACTORS)
+                 groups_of(str(base_dump.get("env", "sandbox-v0")), bad_actors)[0])
 
 
 # --------------------------------------------------------------------------- statistics
@@ -902,10 +902,11 @@ def _execute(p: _Plan, *, backend: str, workers: int | None, address: str | None
              rerun_of: str | None = None, save: bool = True) -> SweepResult:
     import baselines.compare  # noqa: F401 - loaded before a pool forks: warm workers
     import baselines.runner  # noqa: F401
+    from baselines.compare import groups_of
     from baselines.jobs import Job, provenance, run_jobs
 
-    options = {} if tuple(p.bad_actors) == _default_bad() else \
-        {"bad_actors": list(p.bad_actors)}
+    default = groups_of(str(p.base.get("env", "sandbox-v0")))[0]
+    options = {} if tuple(p.bad_actors) == default else {"bad_actors": list(p.bad_actors)}
     jobs = []
     where: dict[str, tuple[Setting, int]] = {}
     for s in p.settings:
@@ -945,12 +946,6 @@ def _execute(p: _Plan, *, backend: str, workers: int | None, address: str | None
     return result
 
 
-def _default_bad() -> tuple[str, ...]:
-    from baselines.compare import BAD_ACTORS
-
-    return tuple(BAD_ACTORS)
-
-
 def _float(x: Any) -> float:
     return math.nan if x is None else float(x)
 
@@ -974,7 +969,8 @@ def sweep(config: Any, params: Sequence[str | tuple[str, Sequence[Any]]], seeds:
         out: Write the result files there; runs are stored in ``out/jobs.jsonl`` as they
             finish, and a later call with the same ``out`` reuses them (resume).
         retries: How many more times a failed run is tried before it is reported.
-        bad_actors: Group labels counted as bad actors (default: deceptive, adversarial).
+        bad_actors: Group labels counted as bad actors (default: the variant's,
+            :data:`baselines.compare.VARIANT_GROUPS`).
         on_progress: Called with ``(runs done, runs)`` as runs finish.
         command: Recorded in ``sweep.json`` (default: the equivalent ``distsafe sweep``).
 

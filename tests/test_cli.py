@@ -173,8 +173,8 @@ def test_governance_block_is_validated_like_any_config(tmp_path):
         f"distsafe: error: {path}: governance.random_audit.probability: Input should be less "
         "than or equal to 1 (got 2)",
         f"distsafe: error: {path}: governance.tax: unknown key; allowed: circuit_breaker, "
-        "collusion_detector, random_audit, reputation_decay, reputation_disconnect, staking, "
-        "transaction_tax, vote_normalization"]
+        "collusion_detector, monitoring, random_audit, reputation_decay, "
+        "reputation_disconnect, staking, transaction_tax, vote_normalization"]
     path.write_text((ROOT / BASELINE).read_text().replace(
         "governance: null", "governance: {transaction_tax: {rate: 0.1}}"))
     proc = distsafe("validate", path)

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as sps
 
 import baselines.compare as C
-from baselines.compare import METRICS, compare, interval
+from baselines.compare import METRICS, VARIANT_FIGURES, compare, interval
 from baselines.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +81,9 @@ def test_csv_and_json_agree_and_intervals_hold(runs):
         finite = values[np.isfinite(values)]
         mean, lo, hi, n = (float(r["mean"]), float(r["lo"]), float(r["hi"]), int(r["n"]))
         assert n == res["n"] == len(finite)
+        if n == 0:  # a figure the variant does not keep (the commons' own, on the sandbox)
+            assert r["metric"] in {m.key for m in VARIANT_FIGURES} and math.isnan(mean)
+            continue
         assert mean == pytest.approx(finite.mean(), rel=1e-12, abs=1e-12)
         assert mean == pytest.approx(res["mean"], rel=1e-12, abs=1e-12)
         half = t * finite.std(ddof=1) / math.sqrt(n)
@@ -222,3 +225,25 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_run(tmp_path):
     assert proc.returncode == 2
     assert "compare.json: is not a file" in proc.stderr
     assert not (tmp_path / "out" / "compare.csv").exists()  # nothing ran, nothing written
+
+
+def test_commons_scenarios_compare_with_their_own_groups_and_figures(tmp_path):
+    """A commons scenario's bad actors default to its saboteurs and greedy agents, its
+    honest ones to the sustainable agents, and the table adds the commons' own figures;
+    a sandbox scenario beside it keeps its own groups and shows '-' for them."""
+    result = compare([ROOT / "configs" / "commons_saboteur.yaml", ROOT / BASELINE], 2,
+                     jobs=1, out=tmp_path)
+    assert result.bad_actors == {"commons_saboteur": ("saboteur", "greedy"),
+                                 "baseline": ("deceptive", "adversarial")}
+    summ = result.summary()
+    sab = summ["commons_saboteur"]
+    assert sab["bad_actor_payoff"].n == 2 and sab["honest_payoff"].n == 2
+    assert sab["bad_actor_payoff"].mean > sab["honest_payoff"].mean  # the saboteur profits
+    assert sab["honesty"].mean < 1.0 and sab["survival_time"].n == 2
+    assert summ["baseline"]["honesty"].n == 0
+    table = result.table()
+    head = table.splitlines()[0]
+    assert "honesty" in head and "survival" in head
+    assert "commons_saboteur: saboteur, greedy; baseline: deceptive, adversarial" in table
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert doc["bad_actors"]["commons_saboteur"] == ["saboteur", "greedy"]

@@ -107,7 +107,7 @@ def test_apply_follows_the_schema_and_creates_optional_blocks():
     assert S.apply(base, "payoff.h", 3.0)["payoff"]["h"] == 3.0
     cases = {
         "governance.random_audt.probability": "governance.random_audt: unknown key; allowed: "
-        "circuit_breaker, collusion_detector, random_audit, reputation_decay, "
+        "circuit_breaker, collusion_detector, monitoring, random_audit, reputation_decay, "
         "reputation_disconnect, staking, transaction_tax, vote_normalization",
         "governance.random_audit.probabilty": "governance.random_audit.probabilty: unknown "
         "key; allowed: miss_rate, mode, penalty, penalty_multiplier, probability, threshold",
@@ -136,7 +136,7 @@ def test_bad_paths_and_values_exit_2_naming_them(config, tmp_path, capsys):
     assert all(line.startswith("distsafe: error: ") for line in lines), err
     assert ("distsafe: error: --param governance.random_audt.probability: "
             "governance.random_audt: unknown key; allowed: circuit_breaker, "
-            "collusion_detector, random_audit,") in err
+            "collusion_detector, monitoring, random_audit,") in err
     assert ("--param governance.random_audit.probability=1.5: "
             "governance.random_audit.probability: Input should be less than or equal to 1 "
             "(got 1.5)") in err
