@@ -27,7 +27,8 @@ Soft labels        each extraction is a record between the agent and the commons
                    on both sides, ``kind = HARVEST``); ``v = +1`` when the true extraction was
                    within the fair share; ``p`` = P(within | public evidence), see below
 Episode            ``n_epochs * steps_per_epoch`` rounds (one round per epoch by default), or
-                   fewer: a collapse terminates every agent
+                   fewer: a collapse terminates every agent, and so does the round after
+                   which every agent is eliminated
 infos[agent]       lazily built: ``"interactions"``, ``"view"`` (a JSON-able view for text
                    policies: stock estimate, policy, everyone's reports, messages received),
                    ``"governance"``, ``"action_mask"``
@@ -576,9 +577,11 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
 
     def _after_step(self, batch: InteractionBatch) -> None:
         """The round's record is final once the levers' hooks ran (their fines and
-        removals): log it."""
+        removals): log it. A round that leaves no agent in the game ends the episode."""
         record = self.history[-1]
         record["credits"] = self.credits.tolist()
+        if self.eliminated.all():  # nobody is left to play: the episode ends here
+            self.terminated = True
         if self.event_log is not None:
             self.event_log.step_state(record["round"], record["round"]
                                       // self.config.steps_per_epoch, record)
@@ -916,8 +919,9 @@ def summary(rounds: Sequence[Mapping[str, Any]], config: CommonsConfig | Mapping
     """One run's commons figures, from its round records (``env.history`` or the log's
     ``step_state`` data):
 
-    - ``survival_time``: rounds played until the collapse (the horizon when none);
-      ``survived``: 1 when the commons stood to the end;
+    - ``survival_time``: rounds played until the collapse, or until every agent was
+      eliminated (the horizon when neither); ``survived``: 1 when the commons stood to the
+      end of the horizon (an episode ended by everyone's elimination did not);
     - ``gain_per_agent``: units taken per agent; ``efficiency``: units taken over the most
       the horizon could yield sustainably (``sustainable_total`` a round);
     - ``equality``: 1 - Gini of the agents' gains; ``over_use_rate``: share of live agents'

@@ -1,0 +1,59 @@
+"""Red-team regressions for commons-v0: edge cases found by probing the variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import envs
+from envs.commons import ACTION_DIMS, CommonsEnv, summary, summary_from_log
+from envs.core.events import EventLog, replay
+
+A = {k: i for i, k in enumerate(ACTION_DIMS)}
+
+
+def make(**config) -> CommonsEnv:
+    return envs.make("commons-v0", **config)
+
+
+def act(base, **per_dim) -> np.ndarray:
+    a = np.zeros((base.config.n_agents, len(ACTION_DIMS)), dtype=np.int64)
+    for name, value in per_dim.items():
+        a[:, A[name]] = value
+    return a
+
+
+def test_everyone_eliminated_ends_the_episode_mid_epoch(tmp_path):
+    """All credits gone: the round that eliminates the last agent ends the episode (it
+    used to play on with nobody in it until the horizon), mid-epoch too, and the log
+    replays with that epoch closed as terminated."""
+    path = tmp_path / "events.jsonl"
+    env = make(n_agents=3, n_epochs=4, steps_per_epoch=5, initial_credits=0.5,
+               initial_stock=100.0, event_log=EventLog(path))
+    env.reset(seed=0)
+    names = list(env.possible_agents)
+    _, _, terms, truncs, _ = env.step(dict(zip(names, act(env))))  # credits 0.1
+    assert not any(terms.values()) and not env.terminated
+    _, _, terms, truncs, _ = env.step(dict(zip(names, act(env))))  # -0.3: all out
+    assert env.eliminated.all() and env.terminated and env.episode_over
+    assert all(terms.values()) and not any(truncs.values()) and env.agents == []
+    assert not env.collapsed and env.t == 2 < env.max_steps
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step_arrays(act(env))
+    env.close()
+    rep = replay(path)
+    assert rep.complete and rep.epoch_ends[-1].state["terminated"] is True
+    assert len(rep.step_states) == 2
+    s = summary(env.history, env.config)
+    assert s["survived"] == 0.0 and s["survival_time"] == 2.0
+    assert summary_from_log(path)["survived"] == 0.0
+
+
+def test_a_lever_eliminating_the_last_agents_ends_the_episode():
+    env = make(n_agents=2, n_epochs=5)
+    env.reset(seed=0)
+    env.step_arrays(act(env, take=1))
+    env.eliminate([0, 1])  # between rounds, e.g. by hand: the next round is the last
+    assert not env.terminated
+    env.step_arrays(act(env, take=1))
+    assert env.terminated and env.last_take.sum() == 0.0
