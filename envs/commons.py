@@ -70,7 +70,8 @@ Its public estimate (from the stock estimate) is in the observation.
 The soft label. ``p = P(x <= fair share | r, o)`` for an agent's true extraction ``x``, its
 report ``r`` and the public observation ``o ~ N(x, observe_noise)`` (see :func:`label`):
 the labeller's prior holds a report truthful with probability ``label_prior`` (0.8), and
-otherwise withholding an exponentially distributed amount (mean: the fair share); a report
+otherwise withholding an exponentially distributed amount (mean: the fair share, at least
+one ``extraction_step``, the least an under-report withholds); a report
 never exceeds the truth, and one above the fair share gives ``p = 0``. An audit reveals the
 truth: an audited agent's ``p`` is 1 or 0. ``v_hat = 2 p - 1``; ``effort`` is ``min(1, fair /
 taken)`` and ``dressing`` the withheld fraction ``(taken - reported) / taken``.
@@ -616,7 +617,12 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         c = self.config
         x, r, o = taken[rows], reported[rows], observed[rows]
         within = x <= fair + _EPS
-        p = label(r, o, fair, c.observe_noise, c.label_prior)
+        # the withheld amount's prior mean: the fair share, but never less than one
+        # extraction step (the least an under-report withholds): with a fair share near 0
+        # (a stock near capacity or near collapse) a mean of ~0 made a large observed gap
+        # likelier as noise than as withholding, and labelled a blatant under-report ~1
+        p = label(r, o, fair, c.observe_noise, c.label_prior,
+                  mean_under=max(fair, c.extraction_step))
         p = np.where(audited[rows], within.astype(np.float64), p)
         gain = x * c.payoff.credit_per_unit
         c_a = fines[rows].copy()

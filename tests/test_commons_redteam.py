@@ -57,3 +57,21 @@ def test_a_lever_eliminating_the_last_agents_ends_the_episode():
     assert not env.terminated
     env.step_arrays(act(env, take=1))
     assert env.terminated and env.last_take.sum() == 0.0
+
+
+@pytest.mark.parametrize("stock", [100.0, 99.0])
+def test_a_blatant_under_report_is_labelled_low_when_the_fair_share_is_near_zero(stock):
+    """At (or near) capacity logistic regrowth replaces ~nothing, so the fair share is ~0.
+    An agent that takes 4 units and reports 0, seen taking them within a quarter unit, was
+    labelled p ~ 1 (0.9999 at capacity, 0.56 at 99): the withheld amount's prior mean was
+    the fair share, ~0, so the gap looked likelier as noise. It is floored at one step."""
+    env = make(n_agents=5, initial_stock=stock, capacity=100.0, accusations=False,
+               policy={"audit_probability": 0.0})
+    env.reset(seed=0)
+    take = [16, 0, 0, 0, 0]  # 4 units (extraction_step 0.25)
+    env.step_arrays(act(env, take=take, underreport=take))
+    rec = env.round_record()
+    assert rec["fair_share"] < 0.05 and rec["reported"][0] == 0.0
+    b = env.last_batch
+    assert len(b) == 1 and b.v[0] == -1
+    assert b.p[0] < 0.01
