@@ -521,3 +521,15 @@ def test_llm_detector_uses_the_response_cache_and_seeds_from_its_generator(fake_
     seeds = [b["seed"] for b in server.bodies]
     assert seeds[1] == seeds[0] + 1 and seeds[2] != seeds[0]
     assert [e["summary"]["monitor_llm_requests"] for e in env.unwrapped._gov_events] == [1.0]
+
+
+def test_parse_flags_rejects_unrepresentable_severities_without_raising():
+    """A 400-digit integer severity raised OverflowError (math.isfinite converts to float)
+    out of the detector's round; it, NaN and infinities are rejected flags like any other."""
+    agents = ["agent_0", "agent_1"]
+    for sev in ["9" * 400, "-" + "9" * 400, "NaN", "Infinity", "1e999", "true"]:
+        flags, rejected, problem = parse_flags(
+            '{"flags": [{"agent": "agent_0", "category": "collusion", "severity": %s},'
+            ' {"agent": "agent_1", "category": "collusion", "severity": 1}]}' % sev, agents, 2)
+        assert problem is None and [f["agent"] for f in flags] == [1], sev
+        assert rejected[0]["reason"].startswith("severity must be a number in [0, 1]"), sev

@@ -563,8 +563,9 @@ def _problem(entry: Any, index: Mapping[str, int], seen: set[tuple[int, str]]
         return f"unknown agent {agent!r}"[:200]
     if cat not in CATEGORIES:
         return f"unknown category {cat!r}"[:200]
-    if (isinstance(sev, bool) or not isinstance(sev, (int, float)) or not math.isfinite(sev)
-            or not 0.0 <= sev <= 1.0):
+    # compared, never converted: a 400-digit integer is no float (math.isfinite raised
+    # OverflowError out of the round), and NaN fails the comparison
+    if isinstance(sev, bool) or not isinstance(sev, (int, float)) or not 0.0 <= sev <= 1.0:
         return f"severity must be a number in [0, 1], got {sev!r}"[:200]
     if (index[agent], cat) in seen:
         return f"repeated flag of {agent} for {cat}"
