@@ -529,7 +529,7 @@ def test_parse_flags_rejects_unrepresentable_severities_without_raising():
     agents = ["agent_0", "agent_1"]
     for sev in ["9" * 400, "-" + "9" * 400, "NaN", "Infinity", "1e999", "true"]:
         flags, rejected, problem = parse_flags(
-            '{"flags": [{"agent": "agent_0", "category": "collusion", "severity": %s},'
-            ' {"agent": "agent_1", "category": "collusion", "severity": 1}]}' % sev, agents, 2)
+            '{"flags": [{"agent": "agent_0", "category": "collusion", "severity": ' + sev
+            + '}, {"agent": "agent_1", "category": "collusion", "severity": 1}]}', agents, 2)
         assert problem is None and [f["agent"] for f in flags] == [1], sev
         assert rejected[0]["reason"].startswith("severity must be a number in [0, 1]"), sev
