@@ -165,6 +165,21 @@ def test_invalid_fields_fall_back_one_by_one():
     assert len(p.message["text"]) == MAX_MESSAGE_CHARS and not p.fallback
 
 
+def test_numbers_beyond_a_float_fall_back_instead_of_raising():
+    """A 400-digit integer in any numeric field raised OverflowError out of parse_reply (so
+    out of the LLM policy's step); it is now refused like any other bad value."""
+    huge = "9" * 400
+    for reply, field in [('{"take": %s, "report": 0}', "take"),
+                         ('{"take": 1, "report": %s}', "report"),
+                         ('{"take": 1, "underreport": -%s}', "underreport"),
+                         ('{"votes": {"quota": %s}}', "votes.quota")]:
+        p, view = _parse(reply.replace("%s", huge))
+        assert p.fallback and field in p.fields, reply
+    p, view = _parse('{"take": 1, "report": 1, "votes": {"quota": %s, "P": 0.5}}'
+                     .replace("%s", huge))
+    assert p.fields == ("votes.quota",) and _named(p.action, view)["take"] == 4
+
+
 def test_a_reply_that_does_not_parse_plays_the_safe_action():
     p, view = _parse("I would like to take some fish, thanks.")
     assert p.fallback and p.fields == ("reply",) and p.message is None
