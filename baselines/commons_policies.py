@@ -159,14 +159,13 @@ class CommonsPolicy(Policy):
         return self._pick(z, named & (z >= threshold) & self._targets(obs))
 
     def _finish(self, obs: ObsBatch, act: np.ndarray) -> np.ndarray:
-        """Every value the mask does not allow becomes that dimension's no-op ``0``."""
-        nvec = obs.nvec
-        rows = np.arange(len(obs))
-        for d in range(len(nvec)):
-            v = np.clip(act[:, d], 0, int(nvec[d]) - 1)
-            ok = obs.mask(d)[rows, v] > 0
-            act[:, d] = np.where(ok, v, 0)
-        return act
+        """Every value the mask does not allow becomes that dimension's no-op ``0`` (one
+        gather over every dimension's flat mask)."""
+        nvec = np.asarray(obs.nvec, dtype=np.int64)
+        v = np.minimum(np.maximum(act, 0), nvec - 1)
+        starts = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        ok = np.take_along_axis(obs.action_mask, v + starts, axis=1) > 0
+        return np.where(ok, v, 0)
 
     def _blank(self, obs: ObsBatch) -> np.ndarray:
         return np.zeros((len(obs), len(obs.nvec)), dtype=np.int64)
