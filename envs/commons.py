@@ -38,7 +38,8 @@ A round, in order:
 
 1. **Messages.** A token message costs ``post_cost`` (public) or ``message_cost`` (direct);
    text sent with :meth:`CommonsEnv.send_text` (LLM agents) rides on the same message.
-   Messages are read by their recipients the next round.
+   Messages are read by their recipients the next round. A direct message to oneself or
+   to an eliminated agent (a masked choice) is not sent and costs nothing.
 2. **Policy vote.** Per parameter, the median of the live agents' votes (abstentions left
    out; votes are values of ``vote_grid``, so clamped by construction) is in force this
    round; with no vote the previous value stays. Threshold ``T`` (%), quota ``Q`` (a total
@@ -460,10 +461,16 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         to = a[:, _A["message_to"]] - 1
         texts = {i: tx for i, tx in self._texts.items() if live[i] and c.messages}
         self._texts = {}
-        sent = (kind > 0) | np.isin(np.arange(n), list(texts))
         for i, (_, j) in texts.items():
             if kind[i] == 0:
                 to[i] = j
+        # a direct message to oneself or to an eliminated agent is a masked choice: the
+        # game ignores it (not sent, not charged), as it ignores masked accusations
+        nobody = (to >= 0) & ((to == np.arange(n)) | ~alive[np.clip(to, 0, n - 1)])
+        if nobody.any():
+            kind = np.where(nobody, 0, kind)
+            texts = {i: tx for i, tx in texts.items() if not nobody[i]}
+        sent = (kind > 0) | np.isin(np.arange(n), list(texts))
         msg_cost = np.where(sent, np.where(to < 0, c.post_cost, c.message_cost), 0.0)
         # 2. policy vote: the median of the votes on each parameter, else the last value
         cast: dict[str, list] = {}
@@ -573,7 +580,8 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self.inbox_texts = [m for m in record["messages"] if "text" in m]
         self.history.append(record)
         self._epoch_rounds.append(record)
-        self._mask_dirty = True
+        if gone.any():  # the masks change only with who is in the game (or a freeze)
+            self._mask_dirty = True
         return batch
 
     def _after_step(self, batch: InteractionBatch) -> None:
@@ -744,8 +752,8 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         o[diag, diag, _O["is_self"]] = 1.0
         o[:, :, _O["accused_me"]] = self.accused.T  # [i, j]: j accused i
         oa.inbox[:] = self.inbox
-        if self._mask_dirty:
-            self._write_masks()
+        if self._mask_dirty or self._mask_rules != (c.votes, c.accusations, c.messages):
+            self._write_masks()  # (a fork may switch votes, accusations or messages)
 
     def _write_masks(self) -> None:
         c = self.config
@@ -773,6 +781,7 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             else:
                 mask[on, lo:hi] = 1
         self._mask_dirty = False
+        self._mask_rules = (c.votes, c.accusations, c.messages)
 
     # ------------------------------------------------------------------ views
     def view(self, i: int | str) -> dict:

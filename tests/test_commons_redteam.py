@@ -75,3 +75,27 @@ def test_a_blatant_under_report_is_labelled_low_when_the_fair_share_is_near_zero
     b = env.last_batch
     assert len(b) == 1 and b.v[0] == -1
     assert b.p[0] < 0.01
+
+
+def test_a_masked_direct_message_is_ignored_not_charged():
+    """message_to naming oneself or an eliminated agent is masked; it was charged
+    message_cost (and the message to the eliminated agent delivered) all the same."""
+    env = make(n_agents=4)
+    env.reset(seed=0)
+    env.eliminate([3])
+    mask = env.obs_arrays.action_mask
+    seg = env._seg
+    lo = seg[A["message_to"]]
+    assert mask[0, lo + 1] == 0 and mask[0, lo + 4] == 0 and mask[0, lo + 2] == 1
+    credits = env.credits.copy()
+    # agent 0 writes to itself, agent 1 to the eliminated agent 3, agent 2 to agent 0
+    env.step_arrays(act(env, message=[2, 2, 2, 0], message_to=[1, 4, 1, 0]))
+    rec = env.round_record()
+    assert [(m["from"], m["to"]) for m in rec["messages"]] == [(2, 0)]
+    spent = credits - env.credits - env.config.maintenance * ~env.eliminated
+    assert spent[:3].tolist() == pytest.approx([0.0, 0.0, env.config.message_cost])
+    assert env.epoch_invalid.tolist() == [1, 1, 0, 0]  # counted as masked choices
+    assert env.inbox[3].sum() == 0.0 and env.inbox[0, 2, 0] == 2
+    env.send_text(0, "note to self", to=0)  # a text to oneself is dropped the same way
+    env.step_arrays(act(env))
+    assert env.round_record()["messages"] == []
