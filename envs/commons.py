@@ -945,8 +945,9 @@ def summary(rounds: Sequence[Mapping[str, Any]], config: CommonsConfig | Mapping
     - ``honesty``: ``1 - sum|taken - reported| / sum taken``;
     - ``audits``, ``caught``, ``fines``, ``accusations``, ``eliminations``, ``final_stock``;
     - ``detection_rate``: of the agents that ever under-reported, the share accused (by
-      anyone) after their first under-report; ``false_flag_rate``: the share of
-      accusations whose target had never under-reported.
+      anyone) in or after the round of their first under-report; ``false_flag_rate``: the
+      share of accusations whose target had not under-reported by the accusation's round
+      (an accusation that came before the target's first lie counts as false).
     """
     cfg = config if isinstance(config, CommonsConfig) else CommonsConfig.model_validate(config)
     horizon = cfg.n_epochs * cfg.steps_per_epoch

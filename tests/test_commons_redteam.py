@@ -99,3 +99,16 @@ def test_a_masked_direct_message_is_ignored_not_charged():
     env.send_text(0, "note to self", to=0)  # a text to oneself is dropped the same way
     env.step_arrays(act(env))
     assert env.round_record()["messages"] == []
+
+
+def test_false_flags_count_accusations_before_the_targets_first_lie():
+    """What the docs now say: an accusation is false when its target had not yet
+    under-reported, even if it lies later; detection counts the round of the first lie."""
+    env = make(n_agents=3, accusations=True, policy={"audit_probability": 0.0})
+    env.reset(seed=0)
+    env.step_arrays(act(env, take=[0, 4, 0], accuse=[2, 0, 0]))          # 0 accuses 1: honest
+    env.step_arrays(act(env, take=[0, 4, 0], underreport=[0, 4, 0],      # 1 lies; 2 accuses
+                        accuse=[0, 0, 2]))                               # it that round
+    s = env.summary()
+    assert s["accusations"] == 2.0 and s["false_flag_rate"] == 0.5
+    assert s["detection_rate"] == 1.0
