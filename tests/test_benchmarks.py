@@ -100,3 +100,17 @@ def test_bench_sweep_quick(tmp_path):
     data = json.loads(out.read_text())
     assert data["runs"] == 4 and len(data["times_s"]["1"]) == len(data["times_s"]["2"]) == 1
     assert math.isfinite(data["speedup"]) and data["speedup"] > 0
+
+
+def test_bench_commons_quick(tmp_path):
+    """bench_commons.py times the commons' step, its policies and a run, and writes JSON."""
+    out = tmp_path / "commons.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_commons.py"),
+                           "--quick", "--json", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert set(data["steps"]) == {"5", "20"}
+    for figures in data["steps"].values():
+        assert all(v > 0 for v in figures.values())
+    assert data["run"]["run_over_bare"] > 0 and "run / env" in proc.stdout
