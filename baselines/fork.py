@@ -42,6 +42,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -629,6 +630,16 @@ class _Mismatch(Exception):
         super().__init__(f"epoch {epoch}")
 
 
+def _remove_stale_temps(out: Path) -> None:
+    """Remove the hidden folders earlier forks into ``out`` left beside it when they were
+    killed (SIGKILL leaves no chance to clean up). Called with ``out``'s lock held, so no
+    live fork into ``out`` owns one; the name must be exactly what ``mkdtemp`` made."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.fork-[a-z0-9_]{{8}}")
+    for p in out.parent.iterdir():
+        if p.is_dir() and not p.is_symlink() and pattern.fullmatch(p.name):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _default_out(run_dir: Path, at_round: int) -> Path:
     return run_dir.parent / f"{run_dir.name}-fork{at_round}"
 
@@ -654,6 +665,7 @@ def fork(plan: ForkPlan, out: Path, *, overwrite: bool = False, quiet: bool = Tr
             folder.create()
     except RunFolderError as e:
         raise _fail(str(e)) from None
+    _remove_stale_temps(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.fork-", dir=out.parent))
     try:
         cache = plan.run_dir / "llm_cache"

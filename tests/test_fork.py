@@ -62,6 +62,7 @@ env: commons-v0
 agents:
   - {type: "fork_test_policy:Harvest", count: 3, params: {greed: 0.2}}
   - {type: "fork_test_policy:Harvest", count: 2, params: {greed: 0.5}}
+env_params: {elimination: false, accusations: false}  # nobody is eliminated: 30 rounds
 simulation: {n_epochs: 30, steps_per_epoch: 1, seed: 5}
 """
 
@@ -222,6 +223,22 @@ def test_fork_without_changes_reproduces_the_run(runs, work, R):
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["fork"] == {"from": str(runs["commons"]), "at_round": R, "set": [],
                               "earlier": []}
+
+
+def test_a_fork_removes_what_a_killed_fork_into_the_same_folder_left_beside(runs, work):
+    """A SIGKILLed fork leaves its hidden work folder beside ``--out`` (nothing can clean
+    it up then); they piled up. The next fork into that folder, holding its lock, removes
+    them, and only them."""
+    out = work / "after_kill"
+    stale = [work / ".after_kill.fork-ab12cd_3", work / ".after_kill.fork-zz99zz99"]
+    keep = [work / ".after_kill.fork-keep", work / ".other.fork-ab12cd_3",
+            work / ".after_kill.fork-ab12cd_3x"]
+    for d in stale + keep:
+        d.mkdir()
+        (d / "events.jsonl").write_text("{}\n")
+    assert cli("fork", runs["commons"], "--at-round", 3, "--out", out, "--quiet") == 0
+    assert_same_run(runs["commons"], out)
+    assert not any(d.exists() for d in stale) and all(d.exists() for d in keep)
 
 
 def test_fork_replaces_an_entrys_policy_from_round_r(runs, work):
