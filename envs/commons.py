@@ -53,18 +53,18 @@ A round, in order:
 5. **Audit.** If the total taken exceeds ``Q * (1 + T / 100)``, each extracting agent is
    audited with probability ``P``; an audited under-reporter pays ``(taken - reported) * M +
    B`` in credits.
-6. **Accusations.** An agent accused this round by at least ``accusation_share`` of the live
-   agents is eliminated.
-7. **Maintenance.** Every live agent pays ``maintenance``; with ``elimination`` an agent whose
-   credits reach 0 is eliminated.
+6. **Accusations.** An agent accused this round by at least ``accusation_share`` of the
+   agents not eliminated (frozen ones count, though they cannot accuse) is eliminated.
+7. **Maintenance.** Every agent not eliminated (a frozen one too) pays ``maintenance``;
+   with ``elimination`` an agent whose credits reach 0 is eliminated.
 8. **Collapse and regrowth.** If the stock after the harvest is below ``collapse_threshold``
    the commons has collapsed and the episode ends. Otherwise it regrows: ``logistic``, ``S +=
    growth_rate * S * (1 - S / capacity) + N(0, growth_noise)``, clipped to ``[0,
    capacity]``; or ``doubling``, ``S = min(capacity, 2 S)``. Agents then see a noisy
    estimate ``S + N(0, estimate_noise)``.
 
-The fair share of a round is what regrowth replaces, split among the live agents:
-``(S // 2) // n_live`` under ``doubling`` (the governance-of-the-commons benchmark's
+The fair share of a round is what regrowth replaces, split among the ``n_live`` agents not
+eliminated (frozen ones count): ``(S // 2) // n_live`` under ``doubling`` (the governance-of-the-commons benchmark's
 sustainable share) and ``growth_rate * S * (1 - S / capacity) / n_live`` under ``logistic``.
 Its public estimate (from the stock estimate) is in the observation.
 

@@ -112,3 +112,14 @@ def test_false_flags_count_accusations_before_the_targets_first_lie():
     s = env.summary()
     assert s["accusations"] == 2.0 and s["false_flag_rate"] == 0.5
     assert s["detection_rate"] == 1.0
+
+
+def test_a_frozen_agent_pays_upkeep_and_counts_in_the_fair_share_as_documented():
+    env = make(n_agents=4, initial_stock=50.0)
+    env.reset(seed=0)
+    env.set_frozen([1], lever="test")
+    before = env.credits.copy()
+    env.step_arrays(act(env))
+    assert (before - env.credits).tolist() == pytest.approx([env.config.maintenance] * 4)
+    assert env.round_record()["fair_share"] == pytest.approx(
+        float(env.config.fair_share(50.0, 4)))
