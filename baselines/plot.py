@@ -297,7 +297,7 @@ def dashboard(run_dir: str | os.PathLike[str]) -> Any:
 
     Raises:
         PlotError: a missing folder or log, a log that fails its checks (file and line
-            named).
+            named), a round record whose contents cannot be drawn (file named).
     """
     import matplotlib
 
@@ -313,10 +313,17 @@ def dashboard(run_dir: str | os.PathLike[str]) -> Any:
     n_rows = (n_panels + 1) // 2
     fig = Figure(figsize=(13, 3.3 * n_rows), layout="constrained")
     axes = [fig.add_subplot(n_rows, n_cols, k + 1) for k in range(n_panels)]
-    if commons:
-        _commons_panels(axes, rep, rows, _fork_threshold(run_dir, rep))
-    else:
-        _epoch_panels(axes, rows)
+    try:
+        if commons:
+            _commons_panels(axes, rep, rows, _fork_threshold(run_dir, rep))
+        else:
+            _epoch_panels(axes, rows)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        # the log's checks leave a round record's (step_state) contents free-form: one
+        # edited by hand or by a broken variant stops here, named, not as a traceback
+        raise PlotError(f"{run_dir / 'events.jsonl'}: a round record or metric row is "
+                        f"malformed ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+                        ) from None
     ended = "complete" if rep.complete else "incomplete"
     fig.suptitle(f"{run_dir.name}: {env}, seed {rep.run_start.seed}, "
                  f"{len(rows)} epochs ({ended})")

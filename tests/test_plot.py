@@ -201,3 +201,29 @@ def test_a_run_folder_with_its_dashboard_is_still_a_run_folder(runs, tmp_path, m
     assert main(["run", "sandbox.yaml", "--out", str(run), "--resume", "--quiet"]) == 0
     assert main(["run", "sandbox.yaml", "--out", str(run), "--overwrite", "--quiet"]) == 0
     assert not (run / "dashboard.png").exists()  # --overwrite replaced the folder whole
+
+
+@pytest.mark.parametrize("edit", [{"stock": "lots"}, {"taken": None, "policy": 7},
+                                  {"messages": 3}])
+def test_a_malformed_round_record_is_named_not_a_traceback(runs, tmp_path, capsys, edit):
+    """step_state data passes the log's checks whatever it holds; a record edited into
+    nonsense raised ValueError/TypeError out of ``distsafe plot``."""
+    import json
+    import shutil
+
+    run = tmp_path / "edited"
+    shutil.copytree(runs["commons"], run)
+    (run / "dashboard.png").unlink(missing_ok=True)
+    events = run / "events.jsonl"
+    out = []
+    for line in events.read_text().splitlines():
+        e = json.loads(line)
+        if e.get("type") == "step_state" and e["step"] == 2:
+            e["data"].update(edit)
+        out.append(json.dumps(e))
+    events.write_text("\n".join(out) + "\n")
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"distsafe: error: {events}: a round record or metric row is "
+                          "malformed")
+    assert not (run / "dashboard.png").exists()
