@@ -64,9 +64,10 @@ A round, in order:
    estimate ``S + N(0, estimate_noise)``.
 
 The fair share of a round is what regrowth replaces, split among the ``n_live`` agents not
-eliminated (frozen ones count): ``(S // 2) // n_live`` under ``doubling`` (the governance-of-the-commons benchmark's
-sustainable share) and ``growth_rate * S * (1 - S / capacity) / n_live`` under ``logistic``.
-Its public estimate (from the stock estimate) is in the observation.
+eliminated (frozen ones count): ``(S // 2) // n_live`` under ``doubling`` (the
+governance-of-the-commons benchmark's sustainable share) and ``growth_rate * S * (1 - S /
+capacity) / n_live`` under ``logistic``. Its public estimate (from the stock estimate) is
+in the observation.
 
 The soft label. ``p = P(x <= fair share | r, o)`` for an agent's true extraction ``x``, its
 report ``r`` and the public observation ``o ~ N(x, observe_noise)`` (see :func:`label`):
@@ -556,11 +557,14 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self.inbox[:] = 0.0
         values = self._message_values(kind, a, reported)
         senders = np.flatnonzero(sent)
-        for i in senders:  # few senders a round: one row each
-            dest = np.flatnonzero(alive) if to[i] < 0 else [to[i]]
-            for j in dest:
-                if j != i:
-                    self.inbox[j, i] = (kind[i], values[i], float(to[i] < 0))
+        if len(senders):  # inbox[j, i]: sender i's message to j (one column per sender)
+            row = np.stack([kind, values, (to < 0).astype(np.float64)], axis=1)
+            pub, dm = senders[to[senders] < 0], senders[to[senders] >= 0]
+            if len(pub):  # to every agent still in the game but the sender
+                self.inbox[np.ix_(np.flatnonzero(alive), pub)] = row[pub][None, :, :]
+                self.inbox[pub, pub] = 0.0
+            if len(dm):  # masked recipients (oneself, the eliminated) were dropped above
+                self.inbox[to[dm], dm] = row[dm]
         record = {
             "round": t, "stock_before": stock0, "stock_after_harvest": stock1,
             "stock": self.stock, "estimate": self.estimate, "fair_share": fair,

@@ -123,3 +123,34 @@ def test_a_frozen_agent_pays_upkeep_and_counts_in_the_fair_share_as_documented()
     assert (before - env.credits).tolist() == pytest.approx([env.config.maintenance] * 4)
     assert env.round_record()["fair_share"] == pytest.approx(
         float(env.config.fair_share(50.0, 4)))
+
+
+def test_inbox_matches_the_round_records_messages():
+    """The inbox is written in one vectorised pass (a loop over every sender and every
+    recipient took 0.8 s a round with 1024 agents posting); it holds exactly the round's
+    messages: a public post reaches every agent in the game but the sender, a direct
+    message its recipient."""
+    from envs.commons import MESSAGE_KINDS
+
+    env = make(n_agents=7, n_epochs=12, initial_credits=50.0)
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    env.eliminate([5])
+    posted = direct = 0
+    while not env.episode_over:
+        a = env.sample_actions(rng)
+        a[:, A["take"]] //= 6
+        a[:, A["accuse"]] = 0
+        env.step_arrays(a)
+        rec = env.round_record()
+        want = np.zeros_like(env.inbox)
+        for m in rec["messages"]:
+            i, to = m["from"], m["to"]
+            dest = [j for j, live in enumerate(rec["live"]) if live and j != i] if to < 0 \
+                else [to]
+            for j in dest:
+                want[j, i] = (MESSAGE_KINDS.index(m["kind"]), m["value"], float(to < 0))
+            posted += to < 0
+            direct += to >= 0
+        np.testing.assert_array_equal(env.inbox, want)
+    assert posted > 5 and direct > 5
