@@ -533,3 +533,23 @@ def test_parse_flags_rejects_unrepresentable_severities_without_raising():
             + '}, {"agent": "agent_1", "category": "collusion", "severity": 1}]}', agents, 2)
         assert problem is None and [f["agent"] for f in flags] == [1], sev
         assert rejected[0]["reason"].startswith("severity must be a number in [0, 1]"), sev
+
+
+def test_a_lever_added_mid_run_audits_no_round_before_it():
+    """A fork adds monitoring at round R: its first audit fined every under-report since
+    round 0, rounds played before the lever existed (its evidence starts at R)."""
+    env = commons(observe_noise=0.0, policy={"audit_probability": 0.0})
+    env.reset(seed=0)
+    for _ in range(3):  # agent 0 withholds one unit a round, no lever yet
+        env.step_arrays(actions(take=4, under={0: 1}))
+    lever = Monitoring(env, fine=None)  # added at round 3, as distsafe fork does
+    for hook in [h for h in env._reset_hooks if getattr(h, "__self__", None) is lever]:
+        hook(np.random.default_rng(0))
+    before = env.credits[0]
+    env.step_arrays(actions(take=4, under={0: 1}))
+    [event] = [e for e in env.pop_governance() if e.get("round") == 3]
+    [audit] = [a for a in event["audits"] if a["agent"] == 0]
+    assert audit["rounds_under_reported"] == [3]
+    assert audit["fine"] == pytest.approx(0.25 * 3.0 + 1.0)  # (taken - reported) M + B
+    gain, upkeep = 1.0, env.config.maintenance
+    assert before - env.credits[0] == pytest.approx(upkeep - gain + audit["fine"])

@@ -43,7 +43,8 @@ a run.
 
 Actions, each by a severity threshold over the categories it lists (``None``: off):
 ``audit`` (default: every flag) inspects the truth of every round since the lever's last
-audit of that agent: each round it under-reported and the env's own audit did not catch costs
+audit of that agent (or since the lever was added: a fork's lever added at round ``R`` looks
+at no earlier round): each round it under-reported and the env's own audit did not catch costs
 the env's fine ``(taken - reported) * M + B`` (that round's ``M``, ``B``); ``fine`` charges a
 fixed ``amount``; ``remove`` eliminates the agent (``env.eliminate(..., reason="monitoring")``).
 Money moves with ``add_rewards`` (in the commons: credits too). Every round with a flag, an
@@ -201,7 +202,10 @@ class Monitoring(GovernanceWrapper):
         self.pair_level = np.zeros((n, n), dtype=np.int32)  # times a pair was flagged
         self._pairs_moved = False
         self.flag_counts = np.zeros((n, len(CATEGORIES)), dtype=np.int64)  # per category
-        self.audited_through = np.full(n, -1, dtype=np.int64)  # last round inspected
+        # last round inspected: a lever added mid-run (a fork's) audits no round played
+        # before it existed, as its evidence starts then too
+        played = len(getattr(self.seam, "history", None) or [])
+        self.audited_through = np.full(n, played - 1, dtype=np.int64)
         self.flags: list[dict[str, Any]] = []  # every flag of the episode
 
     def _z(self, excess: np.ndarray, rounds: np.ndarray) -> np.ndarray:
