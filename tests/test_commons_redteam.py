@@ -154,3 +154,23 @@ def test_inbox_matches_the_round_records_messages():
             direct += to >= 0
         np.testing.assert_array_equal(env.inbox, want)
     assert posted > 5 and direct > 5
+
+
+def test_a_duplicated_round_record_in_the_log_is_refused(tmp_path):
+    """A step_state line repeated (a bad copy, a hand edit) passed the log's checks, and
+    summary_from_log / plot counted that round twice."""
+    from envs.core.events import LogError
+
+    path = tmp_path / "events.jsonl"
+    env = make(n_epochs=3, steps_per_epoch=2, event_log=EventLog(path))
+    env.reset(seed=0)
+    while not env.episode_over:
+        env.step_arrays(act(env, take=1))
+    env.close()
+    assert len(replay(path).step_states) == 6
+    lines = path.read_text().splitlines()
+    k = next(i for i, x in enumerate(lines) if '"type":"step_state"' in x)
+    bad = tmp_path / "dup.jsonl"
+    bad.write_text("\n".join(lines[:k + 1] + [lines[k]] + lines[k + 1:]) + "\n")
+    with pytest.raises(LogError, match="a second step_state for step 0"):
+        replay(bad)

@@ -1024,6 +1024,7 @@ class _Episode:
             raise LogError(where, "agent names must be unique", "agents")
         self.last_step = -1       # last step that had interactions
         self.last_event_step = -1  # last step named by any event
+        self.last_state_step = -1  # last step with a step_state (one a step at most)
         self.epochs_done = 0
         self.ended = False
         self.terminated = False  # an epoch_end with state.terminated: only run_end follows
@@ -1116,8 +1117,11 @@ class _Episode:
             if ev.step < self.last_event_step:
                 raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
                                "step")
+            if ev.step <= self.last_state_step:  # a duplicated round would count twice
+                raise LogError(where, f"a second step_state for step {ev.step}: a duplicated "
+                                      "line", "step")
             self._step(where, ev.step, ev.epoch)
-            self.last_event_step = ev.step
+            self.last_event_step = self.last_state_step = ev.step
             return None
         if isinstance(ev, Governance):
             summary = ev.data.get("summary", {})
