@@ -137,6 +137,7 @@ _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=Fal
 _AMOUNT = 1e12
 _HARVEST = int(InteractionType.HARVEST)
 _EPS = 1e-9
+_TINY_SD = 1e-100  # an observation noise below this is none (label's squares stay finite)
 _MAX_WORD_CHARS = 20  # a text message holds at most message_max_words * this characters
 _Grid = Annotated[tuple[float, ...], Strict(False)]
 
@@ -875,7 +876,7 @@ def label(reported: np.ndarray, observed: np.ndarray, fair: float, sd: float,
     mean: the fair share). Under the second, ``d`` given ``o`` is a normal with mean ``o - r
     - sd**2 / mean_under`` and sd ``sd`` truncated to ``d >= 0``; both branches' likelihoods
     and the tail are computed in log space, so far tails stay finite. A report above ``fair``
-    gives 0; with ``sd = 0`` the observation is the truth.
+    gives 0; with ``sd = 0`` (or below ``1e-100``) the observation is the truth.
 
     Example:
         >>> label(np.array([0.5, 0.5]), np.array([0.5, 2.0]), 0.75, 0.25).round(3).tolist()
@@ -885,7 +886,7 @@ def label(reported: np.ndarray, observed: np.ndarray, fair: float, sd: float,
 
     r = np.asarray(reported, dtype=np.float64)
     o = np.asarray(observed, dtype=np.float64)
-    if sd <= 0:
+    if sd < _TINY_SD:  # noise-free; a far tinier sd overflowed z**2 into NaN labels
         return (np.maximum(o, r) <= fair + _EPS).astype(np.float64)
     mean = max(fair if mean_under is None else mean_under, _EPS)
     lam = 1.0 / mean

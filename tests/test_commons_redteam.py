@@ -174,3 +174,21 @@ def test_a_duplicated_round_record_in_the_log_is_refused(tmp_path):
     bad.write_text("\n".join(lines[:k + 1] + [lines[k]] + lines[k + 1:]) + "\n")
     with pytest.raises(LogError, match="a second step_state for step 0"):
         replay(bad)
+
+
+@pytest.mark.parametrize("sd", [1e-300, 1e-160])
+def test_a_vanishing_observation_noise_gives_finite_labels(sd):
+    """observe_noise is any number >= 0; at 1e-160 z**2 overflowed and an observation
+    below the report gave p = NaN (which the reward then carried). Below 1e-100 the
+    observation counts as exact."""
+    from envs.commons import label
+
+    with np.errstate(all="raise"):
+        p = label(np.array([0.5, 0.5, 0.5, 0.0]), np.array([0.5, 0.6, 0.4, 1.0]), 0.75, sd)
+    assert p.tolist() == [1.0, 1.0, 1.0, 0.0]
+    env = make(observe_noise=sd, policy={"audit_probability": 0.0})
+    env.reset(seed=0)
+    with np.errstate(over="raise", invalid="raise"):
+        env.step_arrays(act(env, take=[4, 4, 4, 8, 8], underreport=[0, 0, 0, 0, 6]))
+    assert np.isfinite(env.last_batch.p).all() and np.isfinite(env.reward_array).all()
+    assert env.last_batch.p[-1] == 0.0
