@@ -115,8 +115,8 @@ EXTRA: tuple[Metric, ...] = (
 )
 #: a variant's own whole-run figures (``env.summary()``), nan where it keeps none
 VARIANT_FIGURES: tuple[Metric, ...] = (
-    Metric("survival_time", "survival", "rounds until the commons collapsed (the horizon "
-           "when it did not)"),
+    Metric("survival_time", "survival", "rounds until the commons collapsed or every agent "
+           "was eliminated (the horizon when neither happened)"),
     Metric("survived", "survived", "1 when the commons stood to the end"),
     Metric("honesty", "honesty", "1 - sum|taken - reported| / sum taken"),
     Metric("efficiency", "efficiency", "units taken over what the horizon yields "

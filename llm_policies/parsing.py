@@ -162,7 +162,14 @@ def extract_json(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
 
 # ---------------------------------------------------------------------- values
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite int or float (not a bool); an int too large for a float is not one (JSON
+    allows any number of digits, and ``math.isfinite`` would raise on it)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _as_number(v: Any) -> float | None:

@@ -282,6 +282,15 @@ def test_a_bad_kind_cancels_the_proposal_but_keeps_the_responses(sview):
     assert p.action[5:].sum() == len(sview["inbox"])  # the accepts stand
 
 
+def test_a_number_beyond_a_float_is_a_bad_value_not_a_crash(sview):
+    """JSON allows any number of digits; an integer too large for a float is refused like
+    any bad value (it used to raise OverflowError out of the parser)."""
+    reply = valid_sandbox(sview).replace('"effort": 1.0', '"effort": ' + "9" * 400)
+    p = parse_reply(reply, sview)
+    assert p.fallback and p.fields == ("effort",)
+    assert p.action[:5].tolist() == safe_action(sview)[:5].tolist()
+
+
 @pytest.mark.parametrize("override, field, cancelled", [
     ({"target": "agent_9"}, "target", True),
     ({"target": ...}, "target", True),
