@@ -110,7 +110,10 @@ def _num(value: Any) -> str:
     """A finite number, compactly (``"?"`` for anything else)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "?"
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond a float's range
+        return "?"
     return f"{round(x, 4):g}" if math.isfinite(x) else "?"
 
 
@@ -364,31 +367,11 @@ def _param(key: Any, params: Sequence[str]) -> str | None:
     return k if k in params else None
 
 
-def _tame(value: Any, depth: int = 0) -> Any:
-    """``value`` with every integer beyond a float's range (a reply's 400-digit number) as
-    an infinity of its sign, which every field then refuses as not a number; the shared
-    number checks convert to float and raised OverflowError out of the step."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            float(value)
-        except OverflowError:
-            return math.inf if value > 0 else -math.inf
-        return value
-    if depth > 50:
-        return value
-    if isinstance(value, Mapping):
-        return {k: _tame(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tame(v, depth + 1) for v in value]
-    return value
-
-
 def read_reply(obj: Mapping[str, Any], view: Mapping[str, Any], r: _Reader
                ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """A commons reply (keys already lower-cased) read into the action and the free-text
     message to send (``{"text", "to"}``, ``to`` None for a public post), field by field;
     problems go to ``r``. See the module docstring for the safe values."""
-    obj = _tame(obj)
     layout = view["actions"]
     dims = list(layout)
     at = {d: i for i, d in enumerate(dims)}
