@@ -57,10 +57,7 @@ def make(**config) -> CommonsEnv:
 
 def act(base, **per_dim) -> np.ndarray:
     """An action array: ``per_dim[name]`` is a scalar or one value per agent."""
-    a = np.zeros((base.config.n_agents, len(ACTION_DIMS)), dtype=np.int64)
-    for name, value in per_dim.items():
-        a[:, A[name]] = value
-    return a
+    return base.unwrapped.actions_by_name(**per_dim)
 
 
 def obs_copy(base) -> dict[str, np.ndarray]:

@@ -17,10 +17,8 @@ def make(**config) -> CommonsEnv:
 
 
 def act(base, **per_dim) -> np.ndarray:
-    a = np.zeros((base.config.n_agents, len(ACTION_DIMS)), dtype=np.int64)
-    for name, value in per_dim.items():
-        a[:, A[name]] = value
-    return a
+    """An action array: ``per_dim[name]`` is a scalar or one value per agent."""
+    return base.unwrapped.actions_by_name(**per_dim)
 
 
 def test_everyone_eliminated_ends_the_episode_mid_epoch(tmp_path):

@@ -374,6 +374,26 @@ class DictDoor:
         """Flat ``(n_agents, sum(nvec))`` int8 masks (the layout MaskablePPO expects)."""
         return self.obs_arrays.action_mask
 
+    def actions_by_name(self, **per_dim: Any) -> np.ndarray:
+        """An ``(n_agents, n_dims)`` action array: every dimension's no-op, except the
+        dimensions named (``action_dim_names``), each set to a scalar or one value per agent.
+
+        Example:
+            >>> import envs
+            >>> env = envs.make("commons-v0", n_agents=3)
+            >>> env.actions_by_name(take=2, accuse=[0, 1, 1])[:, :2].tolist()
+            [[2, 0], [2, 0], [2, 0]]
+        """
+        index = {name: d for d, name in enumerate(self.action_dim_names)}
+        unknown = sorted(set(per_dim) - set(index))
+        if unknown:
+            raise ValueError(f"{self._label}: unknown action dimensions {unknown}; allowed: "
+                             f"{', '.join(self.action_dim_names)}")
+        out = np.tile(np.asarray(self._noop, dtype=np.int64), (len(self.possible_agents), 1))
+        for name, value in per_dim.items():
+            out[:, index[name]] = value
+        return out
+
     def sample_actions(self, rng: np.random.Generator | None = None) -> np.ndarray:
         """Uniformly random valid actions of every agent, in one vectorised draw.
 
