@@ -138,7 +138,7 @@ from pydantic import (
     model_validator,
 )
 
-from baselines.compare import CONFIDENCE, Metric, Stats, _cell, _jsonable
+from baselines.compare import CONFIDENCE, VARIANT_FIGURES, Metric, Stats, _cell, _jsonable
 from baselines.compare import METRICS as _COMPARE_METRICS
 from baselines.jobs import Job, provenance, register_task, run_jobs
 
@@ -186,6 +186,9 @@ EXTRA: tuple[Metric, ...] = (
            "collusion-detector penalties of the focal agents, per agent"),
     Metric("focal_caught", "focal caught", "audits that caught a focal agent, per agent"),
     Metric("audits", "audits", "audits over the run"),
+    # a variant's own run figures (the commons': survival, honesty, efficiency ...), nan
+    # where it keeps none; the table shows those a suite's runs have
+    *VARIANT_FIGURES,
 )
 _KEYS = tuple(m.key for m in (*METRICS, *EXTRA))
 
@@ -779,6 +782,9 @@ def run_focal(scenario_json: Mapping[str, Any], seed: int,
         "focal_caught": float(caught[focal].sum()) / k,
         "audits": float(audits),
     }
+    figures = base.summary() if hasattr(base, "summary") else {}
+    for m in VARIANT_FIGURES:
+        out[m.key] = float(figures.get(m.key, math.nan))
     return {"metrics": out}
 
 
@@ -850,16 +856,23 @@ class BenchResult:
                                        key=f"{OVERALL}/{key}") for key in _KEYS}
         return out
 
+    def shown(self, summ: Mapping[str, Mapping[str, Stats]] | None = None
+              ) -> list[Metric]:
+        """The table's figures: :data:`METRICS`, then a variant's own where a run has them."""
+        summ = self.summary() if summ is None else summ
+        return [*METRICS, *(m for m in VARIANT_FIGURES if summ[OVERALL][m.key].n)]
+
     # -- text
     def table(self) -> str:
         """Rows = scenarios and the overall row, columns = figures, ``mean [lo, hi]``."""
         summ = self.summary()
-        head = ["scenario", "runs", *(m.title for m in METRICS)]
+        shown = self.shown(summ)
+        head = ["scenario", "runs", *(m.title for m in shown)]
         rows = [[label, str(len(self.runs[label])), *(_cell(summ[label][m.key])
-                                                        for m in METRICS)]
+                                                        for m in shown)]
                 for label in self.labels]
         total = sum(len(self.runs[x]) for x in self.labels)
-        rows.append([OVERALL, str(total), *(_cell(summ[OVERALL][m.key]) for m in METRICS)])
+        rows.append([OVERALL, str(total), *(_cell(summ[OVERALL][m.key]) for m in shown)])
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
         def line(r: list[str]) -> str:
@@ -961,17 +974,18 @@ class BenchResult:
             f"interval, {RESAMPLES} resamples]. Overall: mean over the scenarios, seeds "
             f"resampled within each. The focal policy takes {self.focal_count} seat(s) of each "
             "scenario.")
-        s.table(["scenario", "runs", *(m.title for m in METRICS)],
+        shown = self.shown(summ)
+        s.table(["scenario", "runs", *(m.title for m in shown)],
                 [[label, len(self.runs[label]) if label in self.runs else
                   sum(len(v) for v in self.runs.values()),
-                  *(Interval(*summ[label][m.key][:3]) for m in METRICS)] for label in rows],
-                caption="; ".join(f"{m.title}: {m.description}" for m in METRICS),
+                  *(Interval(*summ[label][m.key][:3]) for m in shown)] for label in rows],
+                caption="; ".join(f"{m.title}: {m.description}" for m in shown),
                 id="summary")
         try:
             import matplotlib  # noqa: F401
 
             plots = report.section("Figures", text="Mean and 95 % interval per scenario.")
-            for m in METRICS:
+            for m in shown:
                 plots.interval_plot(m.title, rows, [Interval(*summ[x][m.key][:3])
                                                     for x in rows])
         except ImportError:

@@ -231,3 +231,19 @@ def test_the_commons_suite_runs_with_a_focal_saboteur():
     assert not result.failures and len(result.labels) == 5
     s = result.summary()
     assert s["commons_saboteur"]["focal_harm"].mean > 0
+
+
+def test_the_commons_suite_reports_the_commons_figures():
+    """The suite's table adds the variant's own figures (honesty, survival ...) when its
+    runs have them: a focal saboteur lowers honesty wherever it sits."""
+    from baselines.compare import VARIANT_FIGURES
+    from baselines.suite import bench
+
+    result = bench(ROOT / "configs" / "suites" / "commons.yaml", "saboteur", workers=1,
+                   seeds=1)
+    summ = result.summary()
+    assert [m.key for m in result.shown(summ)][-len(VARIANT_FIGURES):] == \
+        [m.key for m in VARIANT_FIGURES]
+    assert all(summ[label]["honesty"].mean < 1.0 for label in result.labels)
+    head = result.table().splitlines()[0]
+    assert "honesty" in head and "survival" in head
