@@ -167,6 +167,10 @@ def fmt_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+#: a number in exponent notation without a dot (``1e13``), which YAML 1.1 leaves a string
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def parse_param(text: str) -> tuple[str, list[Any]]:
     """``"PATH=V1,V2,..."`` -> ``(PATH, [values])``, each value read as YAML.
 
@@ -175,6 +179,8 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
         ('governance.random_audit.probability', [0, 0.1, 0.25])
         >>> parse_param("network.topology=complete,small_world")
         ('network.topology', ['complete', 'small_world'])
+        >>> parse_param("payoff.h=1e1,2.5E-1")
+        ('payoff.h', [10.0, 0.25])
 
     Raises:
         SweepConfigError: No ``=``, a bad path, an empty or unreadable value, a value given
@@ -201,6 +207,8 @@ def parse_param(text: str) -> tuple[str, list[Any]]:
             problems.append(f"{where}: value {piece.strip()!r} is not YAML "
                             f"({' '.join(str(e).split())})")
             continue
+        if isinstance(value, str) and _EXPONENT.match(piece.strip()):  # unquoted only
+            value = float(value)  # YAML 1.1 reads 1e13 (no dot) as a string; a number meant
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(f"{where}: value {piece.strip()!r} is not finite")
             continue

@@ -85,6 +85,9 @@ def test_parse_param_reads_yaml_values():
     assert S.parse_param("network.topology=complete, small_world")[1] == ["complete",
                                                                          "small_world"]
     assert S.parse_param("env_params.signals=[1,2],[3, 4],'a,b'")[1] == [[1, 2], [3, 4], "a,b"]
+    # YAML 1.1 leaves 1e13 (no dot) a string; an exponent is read as the number it is
+    assert S.parse_param("payoff.h=1e1,-2E-1,1.5e0")[1] == [10.0, -0.2, 1.5]
+    assert S.parse_param("network.topology=e5,'1e5'")[1] == ["e5", "1e5"]  # quoted: text
     assert S.parse_param("agents[2].count=1,2") == ("agents[2].count", [1, 2])
     assert S.split_path("agents[2].params.p") == ["agents", 2, "params", "p"]
     for bad, says in [("no_equals", "expected PATH=V1,V2"), ("=1", "expected PATH"),
