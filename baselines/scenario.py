@@ -47,6 +47,7 @@ honest, opportunistic
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -575,7 +576,8 @@ class Scenario(BaseModel):
 
 # --------------------------------------------------------------------------- loading
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects a key repeated in one mapping."""
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping, and reads an exponent
+    without a dot (``1e-3``) as the number it is (YAML 1.1 would leave it a string)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
@@ -586,6 +588,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."))
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:

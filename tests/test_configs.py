@@ -206,6 +206,17 @@ def test_duplicate_key(tmp_path):
     assert msg == "line 12, column 1: YAML syntax error: duplicate key 'name'"
 
 
+def test_an_exponent_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 reads ``1e-1`` as a string; a scenario reads it as the number it is (a
+    quoted one stays text)."""
+    path = tmp_path / "x.yaml"
+    path.write_text(VALID.replace("s_plus: 2.0", "s_plus: 25e-1"))
+    assert load_scenario(path).payoff["s_plus"] == 2.5
+    path.write_text(VALID.replace("s_plus: 2.0", "s_plus: '25e-1'"))
+    with pytest.raises(ConfigError, match="payoff.s_plus"):
+        load_scenario(path)
+
+
 def test_unknown_top_level_key(tmp_path):
     msg = _error(tmp_path, VALID + "colour: red\n")
     assert msg == ("colour: unknown key; allowed: agents, description, env, env_params, "
