@@ -82,6 +82,7 @@ COMMONS_BEHAVIOUR: tuple[tuple[str, str], ...] = (
     ("reward", "reward"), ("gain", "credits gained"), ("taken", "taken/round"),
     ("over_use", "over fair share"), ("honesty", "honesty"), ("mean_p", "mean p"),
     ("audited", "audited"), ("caught", "caught"), ("fines", "fines"),
+    ("lever_caught", "caught by levers"), ("lever_penalties", "lever penalties"),
     ("accused", "accused"), ("accusing", "accusations made"), ("eliminated", "eliminated"),
     ("survival", "survival time"), ("invalid", "masked choices"),
 )
@@ -525,7 +526,9 @@ def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
     """The learner's figures in one commons run, from its rounds' records (per learning
     agent): reward (the change in the seam's resources), credits gained, units taken per
     round, the share of its rounds over the fair share, honesty, mean label, times audited
-    and caught, fines, accusations against it and by it, elimination, survival time."""
+    and caught by the game and fines, times caught and penalties charged by levers (a
+    truth-mode audit, monitoring), accusations against it and by it, elimination, survival
+    time."""
     k = len(rows)
     rounds = [s.data for s in rep.step_states]
     taken = np.array([r["taken"] for r in rounds])[:, rows]
@@ -544,6 +547,27 @@ def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
     def count(key: str) -> float:
         return float(sum(np.isin(r[key], rows).sum() for r in rounds) / k)
 
+    # what the levers caught and charged: a truth-mode audit's hits, monitoring's audits
+    # and fines (the game's own audits are "audited" / "caught" / "fines")
+    lever_caught = lever_pen = 0.0
+    for ev in rep.governance:
+        d = ev.data
+        if ev.lever == "random_audit":
+            hits = np.isin(d.get("hit_initiators", []), rows)
+            lever_caught += float(hits.sum())
+            total = float((d.get("summary") or {}).get("penalties", 0.0))
+            n_hits = len(d.get("hit_initiators", []))
+            if n_hits:  # one penalty per hit (the lever's summary holds the event's total)
+                lever_pen += total / n_hits * float(hits.sum())
+        elif ev.lever == "monitoring":
+            for a in d.get("audits", []):
+                if a["agent"] in rows and a.get("rounds_under_reported"):
+                    lever_caught += 1.0
+                    lever_pen += float(a.get("fine", 0.0))
+            for f in d.get("fines", []):
+                if f["agent"] in rows:
+                    lever_pen += float(f.get("amount", 0.0))
+
     total = float(taken.sum())
     return {
         "reward": float((resources[rows] - initial).sum() / k),
@@ -556,6 +580,7 @@ def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
         "mean_p": _mean(batch.p[mine]),
         "audited": count("audited"), "caught": count("caught"),
         "fines": float(sum(np.asarray(r["fines"])[rows].sum() for r in rounds) / k),
+        "lever_caught": lever_caught / k, "lever_penalties": lever_pen / k,
         "accused": float(sum(sum(j in rows for _, j in r["accusations"]) for r in rounds) / k),
         "accusing": float(sum(sum(i in rows for i, _ in r["accusations"]) for r in rounds)
                           / k),

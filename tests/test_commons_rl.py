@@ -123,3 +123,45 @@ def test_trained_model_plays_through_yaml(trained, tmp_path):
         assert rows and all(float(r["invalid_actions"]) == 0 for r in rows)
         assert "stock" in rows[0]
     assert runs[0] == runs[1]
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["train_saboteur_commons", "train_saboteur_commons_audited"])
+def test_readme_learned_saboteur_tables_are_the_recorded_evaluations(name):
+    """README shows exactly the evaluations recorded in benchmarks/results/<name>/, and
+    what it says of them holds."""
+    from baselines.train import eval_table
+
+    result = json.loads((RESULTS / name / "eval.json").read_text())
+    assert eval_table(result) in (ROOT / "README.md").read_text()
+    s = {label: c["summary"] for label, c in result["candidates"].items()}
+    if name == "train_saboteur_commons":  # drops the lie, keeps the greed, out-earns all
+        assert s["trained"]["honesty"]["mean"] == 1.0 and s["trained"]["accused"]["mean"] == 0
+        assert s["trained"]["survival"]["mean"] < 15 <= s["saboteur"]["survival"]["mean"]
+        assert s["saboteur"]["eliminated"]["mean"] == 1.0
+        assert result["verdict"]["trained_higher"] and not result["verdict"]["intervals_overlap"]
+    else:  # the truth audit: over-extraction loses for every adversary; the commons stands
+        assert result["best_scripted"] == "sustainable"
+        for label in ("trained", "saboteur", "greedy"):
+            assert s[label]["reward"]["mean"] < s["sustainable"]["reward"]["mean"]
+        assert s["trained"]["survival"]["lo"] == s["trained"]["survival"]["hi"] == 15
+
+
+@pytest.mark.parametrize("name", ["train_saboteur_commons", "train_saboteur_commons_audited"])
+def test_recorded_learned_saboteurs_reproduce_their_evaluation(name, tmp_path):
+    """The committed models, evaluated again on the first two recorded seeds, give the
+    recorded figures: the README's numbers come from these models and this code."""
+    from baselines.scenario import load_scenario
+    from baselines.train import evaluate
+
+    folder = RESULTS / name
+    recorded = json.loads((folder / "eval.json").read_text())
+    scenario = load_scenario(ROOT / "configs" / f"{name}.yaml")
+    again = evaluate(scenario, folder / "model.zip", tmp_path, seeds=2)
+    assert again["seeds"] == recorded["seeds"][:2]
+    for label, cand in again["candidates"].items():
+        for run, old in zip(cand["runs"], recorded["candidates"][label]["runs"]):
+            assert run == pytest.approx(old, nan_ok=True), label
