@@ -112,6 +112,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from envs.core.api import DictDoor, config_problems, episode_problems
 from envs.core.events import EventLog
 from envs.core.kernel import EpisodeKernel
+from envs.core.metrics import gini
 from envs.core.network import NetworkConfig
 from envs.core.records import InteractionBatch, InteractionType
 
@@ -401,10 +402,7 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         self.accusations_against = np.zeros(n, dtype=np.int64)
         self.accused = np.zeros((n, n), dtype=bool)  # accused[i, j]: i accused j last round
         self.inbox = np.zeros((n, n, len(INBOX_FEATURES)), dtype=np.float32)
-        self.inbox_texts: list[dict] = []
-        self.gains = np.zeros(n)
         self.history: list[dict] = []  # each round's public record (round_record)
-        self._epoch_rounds: list[dict] = []
         self._texts = {}
         self.last_batch = _EMPTY_BATCH
         self.obs_arrays = ObsArrays(n, int(self.nvec.sum()))
@@ -515,7 +513,6 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         rows = np.flatnonzero(extracted)
         batch = self._records(rows, taken, reported, observed, audited, fair, fines, t, epoch)
         weight = self._apply_weight_hooks(batch)
-        pay = batch.payoff_a
         if weight is not None:
             batch.r_a *= weight
         hook_costs = np.zeros(n)
@@ -524,14 +521,14 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             c_a, _ = self._apply_cost_hooks(batch, batch.accepted)
             hook_costs = np.bincount(rows, weights=c_a - base_c, minlength=n)
             batch.c_b[:] = 0.0  # the commons pays nothing: its side's costs are void
-            pay -= c_a - base_c
+            batch.payoff_a -= c_a - base_c
         # 7. credits: gain, messages, fines, governance costs, maintenance
         upkeep = np.where(alive, c.maintenance, 0.0)
         delta = gain - msg_cost - fines - hook_costs - upkeep
         self.credits += delta
-        self.gains += gain
-        externality = np.bincount(rows, weights=gain[rows] - pay - fines[rows]
-                                  - hook_costs[rows], minlength=n) if len(rows) else 0.0
+        # the reward prices the expected over-use under each extraction's label
+        externality = np.bincount(rows, weights=c.payoff.externality * (1.0 - batch.p)
+                                  * taken[rows], minlength=n)
         reward += delta - externality
         self.reputation += np.bincount(rows, weights=batch.r_a, minlength=n)
         broke = alive & (self.credits <= 0.0) if c.elimination else np.zeros(n, bool)
@@ -579,12 +576,9 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
             "accusations": [[int(i), int(j)] for i, j in zip(accusers, targets)],
             "eliminated": {"accusation": np.flatnonzero(voted_out).tolist(),
                            "credits": np.flatnonzero(broke & ~voted_out).tolist()},
-            "credits": self.credits.tolist(),
             "messages": [self._message_record(int(i), kind, to, values, texts)
                          for i in senders]}
-        self.inbox_texts = [m for m in record["messages"] if "text" in m]
         self.history.append(record)
-        self._epoch_rounds.append(record)
         if gone.any():  # the masks change only with who is in the game (or a freeze)
             self._mask_dirty = True
         return batch
@@ -702,7 +696,8 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
         pass
 
     def _epoch_state(self) -> dict[str, Any]:
-        rounds, self._epoch_rounds = self._epoch_rounds, []
+        spe = self.config.steps_per_epoch
+        rounds = self.history[(self.t - 1) // spe * spe:]  # this epoch's (history[r]: round r)
         taken = sum(sum(r["taken"]) for r in rounds)
         reported = sum(sum(r["reported"]) for r in rounds)
         over = sum(sum(x > r["fair_share"] + _EPS for x, live in zip(r["taken"], r["live"])
@@ -850,7 +845,7 @@ class CommonsEnv(DictDoor, EpisodeKernel, ParallelEnv):
 
     def summary(self) -> dict[str, float]:
         """This episode's commons figures so far (see :func:`summary`)."""
-        return summary(self.history, self.config, groups=self.groups)
+        return summary(self.history, self.config)
 
     # ------------------------------------------------------------------ misc
     def render(self) -> str | None:
@@ -926,16 +921,8 @@ def metric_columns(state: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def _gini(x: np.ndarray) -> float:
-    x = np.sort(np.asarray(x, dtype=np.float64))
-    n = len(x)
-    if n == 0 or x.sum() <= 0:
-        return 0.0
-    return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * x.sum()))
-
-
-def summary(rounds: Sequence[Mapping[str, Any]], config: CommonsConfig | Mapping[str, Any],
-            groups: Sequence[str] | None = None) -> dict[str, float]:
+def summary(rounds: Sequence[Mapping[str, Any]], config: CommonsConfig | Mapping[str, Any]
+            ) -> dict[str, float]:
     """One run's commons figures, from its round records (``env.history`` or the log's
     ``step_state`` data):
 
@@ -978,11 +965,11 @@ def summary(rounds: Sequence[Mapping[str, Any]], config: CommonsConfig | Mapping
             else:
                 detected.add(j)
     out = {
-        "survival_time": float(len(rounds) if collapsed else max(len(rounds), 0)),
+        "survival_time": float(len(rounds)),
         "survived": float(not collapsed and len(rounds) >= horizon),
         "gain_per_agent": total / n,
         "efficiency": total / (cfg.sustainable_total() * horizon),
-        "equality": 1.0 - _gini(gains),
+        "equality": 1.0 - gini(gains),
         "over_use_rate": float((taken > fair[:, None] + _EPS)[live].mean()) if live.any()
         else math.nan,
         "sustainability": float(np.mean(np.where(before > 0, after / np.maximum(before, _EPS),
@@ -998,8 +985,6 @@ def summary(rounds: Sequence[Mapping[str, Any]], config: CommonsConfig | Mapping
         "detection_rate": len(detected) / len(liars_first) if liars_first else math.nan,
         "false_flag_rate": false / flags if flags else math.nan,
     }
-    if collapsed:
-        out["survival_time"] = float(len(rounds))
     return out
 
 
@@ -1008,8 +993,7 @@ def summary_from_log(path: str | Path, episode: int | None = None) -> dict[str, 
     from envs.core.events import replay
 
     rep = replay(path, episode)
-    return summary([s.data for s in rep.step_states], rep.run_start.config,
-                   groups=rep.run_start.groups)
+    return summary([s.data for s in rep.step_states], rep.run_start.config)
 
 
 _EMPTY_BATCH = InteractionBatch.empty(0)
