@@ -449,21 +449,19 @@ def behaviour_from_log(path: str | Path, rows: Sequence[int],
     rep = replay(path)
     cfg = rep.run_start.config
     rows_arr = np.asarray(rows, dtype=np.int64)
+    reward, invalid = _seam_figures(rep, rows_arr)
     if rep.step_states and rep.run_start.env.startswith("commons-"):
-        return _commons_behaviour(rep, rows_arr)
+        return _commons_behaviour(rep, rows_arr, reward, invalid)
     k = len(rows_arr)
     batch = rep.interactions()
     ini = np.isin(batch.initiator, rows_arr)
     cp = np.isin(batch.counterparty, rows_arr)
     acc = batch.accepted.astype(bool)
     ends = rep.epoch_ends
-    last = ends[-1].state if ends else {}
-    initial = float(cfg.get("initial_resources", 0.0))
-    resources = np.asarray(last.get("resources", [initial] * (int(rows_arr.max()) + 1)))
     steps = max(int(rep.run_end.step) + 1 if rep.run_end is not None else 1, 1)
     levels = cfg.get("dressing_levels") or [0.0, 1.0]
     out: dict[str, float] = {
-        "reward": float((resources[rows_arr] - initial).sum() / k),
+        "reward": reward,
         "payoff": float((batch.payoff_a[ini].sum() + batch.payoff_b[cp].sum()) / k),
         "proposals_per_step": float(ini.sum() / (k * steps)),
         "effort": _mean(batch.effort[ini]),
@@ -473,8 +471,7 @@ def behaviour_from_log(path: str | Path, rows: Sequence[int],
         "mean_p": _mean(batch.p[ini]),
         "harm_rate": _mean(batch.v[ini & acc] < 0),
         "harm_done": float((ini & acc & (batch.v < 0)).sum() / k),
-        "invalid": float(sum(int(np.asarray(e.state.get("invalid", [0] * (int(
-            rows_arr.max()) + 1)))[rows_arr].sum()) for e in ends) / k),
+        "invalid": invalid,
     }
     audited = caught = 0
     fines = 0.0
@@ -522,7 +519,21 @@ def behaviour_from_log(path: str | Path, rows: Sequence[int],
     return out
 
 
-def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
+def _seam_figures(rep: Any, rows: np.ndarray) -> tuple[float, float]:
+    """Per learning agent: its reward (the change in the seam's resources over the run) and
+    its masked choices (summed over the epochs' counts), from a replayed log."""
+    k = len(rows)
+    ends = rep.epoch_ends
+    last = ends[-1].state if ends else {}
+    initial = float(rep.run_start.config.get("initial_resources", 0.0))
+    resources = np.asarray(last.get("resources", [initial] * (int(rows.max()) + 1)))
+    invalid = sum(int(np.asarray(e.state.get("invalid", [0] * (int(rows.max()) + 1)))[
+        rows].sum()) for e in ends)
+    return float((resources[rows] - initial).sum() / k), float(invalid / k)
+
+
+def _commons_behaviour(rep: Any, rows: np.ndarray, reward: float, invalid: float
+                       ) -> dict[str, float]:
     """The learner's figures in one commons run, from its rounds' records (per learning
     agent): reward (the change in the seam's resources), credits gained, units taken per
     round, the share of its rounds over the fair share, honesty, mean label, times audited
@@ -535,12 +546,7 @@ def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
     reported = np.array([r["reported"] for r in rounds])[:, rows]
     fair = np.array([r["fair_share"] for r in rounds])
     live = np.array([r["live"] for r in rounds])[:, rows]
-    cfg = rep.run_start.config
-    ends = rep.epoch_ends
-    last = ends[-1].state if ends else {}
-    initial = float(cfg.get("initial_resources", 0.0))
-    resources = np.asarray(last.get("resources", [initial] * (int(rows.max()) + 1)))
-    credits0 = float(cfg.get("initial_credits", 0.0))
+    credits0 = float(rep.run_start.config.get("initial_credits", 0.0))
     batch = rep.interactions()
     mine = np.isin(batch.initiator, rows)
 
@@ -570,7 +576,7 @@ def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
 
     total = float(taken.sum())
     return {
-        "reward": float((resources[rows] - initial).sum() / k),
+        "reward": reward,
         "gain": float((np.asarray(rounds[-1]["credits"])[rows] - credits0).sum() / k)
         if rounds else 0.0,
         "taken": _mean(taken[live]),
@@ -587,8 +593,7 @@ def _commons_behaviour(rep: Any, rows: np.ndarray) -> dict[str, float]:
         "eliminated": float(sum(np.isin(ids, rows).sum() for r in rounds
                                 for ids in r["eliminated"].values()) / k),
         "survival": float(len(rounds)),
-        "invalid": float(sum(int(np.asarray(e.state.get("invalid", [0] * (int(
-            rows.max()) + 1)))[rows].sum()) for e in ends) / k),
+        "invalid": invalid,
     }
 
 
