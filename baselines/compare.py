@@ -68,7 +68,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = ["BAD_ACTORS", "CONFIDENCE", "Comparison", "CompareConfigError", "METRICS",
-           "VARIANT_FIGURES", "VARIANT_GROUPS", "groups_of",
+           "VARIANT_FIGURES", "VARIANT_GROUPS", "groups_of", "variant_figures",
            "Metric", "Stats", "compare", "default_out", "interval", "load_configs"]
 
 #: the group labels counted as bad actors by default (the sandbox's)
@@ -254,6 +254,13 @@ def default_out(labels: Sequence[str]) -> Path:
 
 
 # --------------------------------------------------------------------------- one run
+def variant_figures(base: Any) -> dict[str, float]:
+    """An environment's own whole-run figures (:data:`VARIANT_FIGURES`, from its
+    ``summary()``), nan where it keeps none."""
+    figures = base.summary() if hasattr(base, "summary") else {}
+    return {m.key: float(figures.get(m.key, math.nan)) for m in VARIANT_FIGURES}
+
+
 def groups_of(env_id: str, bad_actors: Sequence[str] | None = None
               ) -> tuple[tuple[str, ...], str]:
     """The bad-actor groups (``bad_actors``, else the variant's default) and the honest
@@ -321,9 +328,7 @@ def run_one(scenario_json: Mapping[str, Any], seed: int,
     }
     for k in _GOV_EXTRA:
         out[f"gov_{k}"] = col_sum(f"gov_{k}")
-    figures = base.summary() if hasattr(base, "summary") else {}
-    for m in VARIANT_FIGURES:
-        out[m.key] = float(figures.get(m.key, math.nan))
+    out.update(variant_figures(base))
     series = {name: [float(r.get(name, math.nan)) for r in rows] for name in SERIES}
     return {"metrics": out, "series": series}
 

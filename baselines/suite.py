@@ -138,7 +138,15 @@ from pydantic import (
     model_validator,
 )
 
-from baselines.compare import CONFIDENCE, VARIANT_FIGURES, Metric, Stats, _cell, _jsonable
+from baselines.compare import (
+    CONFIDENCE,
+    VARIANT_FIGURES,
+    Metric,
+    Stats,
+    _cell,
+    _jsonable,
+    variant_figures,
+)
 from baselines.compare import METRICS as _COMPARE_METRICS
 from baselines.jobs import Job, provenance, register_task, run_jobs
 
@@ -782,9 +790,7 @@ def run_focal(scenario_json: Mapping[str, Any], seed: int,
         "focal_caught": float(caught[focal].sum()) / k,
         "audits": float(audits),
     }
-    figures = base.summary() if hasattr(base, "summary") else {}
-    for m in VARIANT_FIGURES:
-        out[m.key] = float(figures.get(m.key, math.nan))
+    out.update(variant_figures(base))
     return {"metrics": out}
 
 
