@@ -191,12 +191,6 @@ def _apply_sets(dump: dict, sets: Sequence[str], live: Sequence[str], env_id: st
     return dump
 
 
-def _config_class(env_id: str) -> Any:
-    import envs
-
-    return envs.config_class(env_id)
-
-
 def _live_fields(env: Any) -> tuple[str, ...]:
     return tuple(getattr(env.unwrapped, "LIVE_FIELDS", ()) or ())
 
@@ -705,13 +699,13 @@ def fork(plan: ForkPlan, out: Path, *, overwrite: bool = False, quiet: bool = Tr
                 for r in held:
                     table(r)
         except _Mismatch as e:
-            _close(env)
+            _cli()._close_quietly(env)
             where = f" (line {e.line})" if e.line else (f" ({e.chunk})" if e.chunk else "")
             raise _fail(f"{plan.original_log}: cannot fork: epoch {e.epoch} of the log "
                         f"differs{where} from a re-run of {plan.run_dir / 'config.yaml'} "
                         "(config or code changed?)") from None
         except BaseException:
-            _close(env)
+            _cli()._close_quietly(env)
             raise
         env.close()
         record = {"from": str(plan.run_dir), "at_round": plan.at_round, "set": plan.sets,
@@ -742,13 +736,6 @@ def fork(plan: ForkPlan, out: Path, *, overwrite: bool = False, quiet: bool = Tr
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         folder.release()
-
-
-def _close(env: Any) -> None:
-    try:
-        env.close()
-    except Exception:  # noqa: BLE001
-        pass
 
 
 # --------------------------------------------------------------------------- CLI
