@@ -144,8 +144,49 @@ def _commons_panels(axes: Sequence[Any], rep: Any, rows: Sequence[Mapping[str, A
     states = [s.data for s in rep.step_states]
     cfg = rep.run_start.config
     rounds = np.array([s.get("round", s_i) for s_i, s in enumerate(states)], dtype=float)
-    n = len(rep.run_start.agents)
+    for k, ax in enumerate(axes):  # six panels by round, then two by epoch
+        ax.set_title(COMMONS_PANELS[k])
+        ax.set_xlabel("round" if k < 6 else "epoch")
+    if states:
+        _round_panels(axes, rep, states, rounds)
+    else:
+        for ax in axes[:6]:
+            _note(ax, "no rounds logged")
+    ax = axes[0]
+    threshold = cfg.get("collapse_threshold")
+    if isinstance(threshold, (int, float)):
+        ax.axhline(float(threshold), color="C3", lw=1, label=f"collapse threshold "
+                                                             f"{float(threshold):g}",
+                   xmax=1.0 if forked is None or not states else
+                   _axis_share(rounds, forked[0]))
+    if forked is not None and states:  # a fork that changed the threshold at a round
+        at, value = forked
+        ax.hlines(value, at - 0.5, rounds[-1] + 0.5, color="C3", lw=1.5, ls="-.",
+                  label=f"collapse threshold {value:g} from round {at} (fork)")
+    ax.legend(fontsize=7)
+
+    if rows:
+        ax = axes[6]
+        epochs = _col(rows, "epoch")
+        ax.plot(epochs, _col(rows, "toxicity"), marker="o", ms=3, color="C3",
+                label="toxicity")
+        gap = _col(rows, "quality_gap")
+        ax.plot(epochs, gap, marker="o", ms=3, color="C0", label="quality gap")
+        if np.isnan(gap).all():
+            _note(ax, "quality gap undefined (no rejected extraction)")
+        ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
+        ax.legend(fontsize=7)
+        axes[7].plot(epochs, _col(rows, "welfare"), marker="o", ms=3, color="C2")
+    else:
+        for ax in axes[6:]:
+            _note(ax, "no complete epoch")
+
+
+def _round_panels(axes: Sequence[Any], rep: Any, states: Sequence[Mapping[str, Any]],
+                  rounds: np.ndarray) -> None:
+    """The six panels drawn round by round (there is at least one round)."""
     names = rep.run_start.agents
+    n = len(names)
 
     def series(key: str) -> np.ndarray:
         return np.array([float(s.get(key, math.nan)) for s in states], dtype=float)
@@ -159,136 +200,68 @@ def _commons_panels(axes: Sequence[Any], rep: Any, rows: Sequence[Mapping[str, A
         return out
 
     ax = axes[0]
-    ax.set_title(COMMONS_PANELS[0])
-    ax.set_xlabel("round")
-    if states:
-        ax.set_xlim(rounds[0] - 0.5, rounds[-1] + 0.5)
-        ax.plot(rounds, series("stock_before"), color="C0", label="before harvest")
-        ax.plot(rounds, series("stock_after_harvest"), color="C1", ls="--",
-                label="after harvest")
-        ax.plot(rounds, series("stock"), color="C2", label="after regrowth")
-        collapsed = [r for r, s in zip(rounds, states) if s.get("collapsed")]
-        for r in collapsed:
-            ax.axvline(r, color="C3", ls=":", label="collapse")
-    else:
-        _note(ax, "no rounds logged")
-    threshold = cfg.get("collapse_threshold")
-    if isinstance(threshold, (int, float)):
-        ax.axhline(float(threshold), color="C3", lw=1, label=f"collapse threshold "
-                                                             f"{float(threshold):g}",
-                   xmax=1.0 if forked is None or not states else
-                   _axis_share(rounds, forked[0]))
-    if forked is not None and states:  # a fork that changed the threshold at a round
-        at, value = forked
-        ax.hlines(value, at - 0.5, rounds[-1] + 0.5, color="C3", lw=1.5, ls="-.",
-                  label=f"collapse threshold {value:g} from round {at} (fork)")
-    ax.legend(fontsize=7)
+    ax.set_xlim(rounds[0] - 0.5, rounds[-1] + 0.5)
+    ax.plot(rounds, series("stock_before"), color="C0", label="before harvest")
+    ax.plot(rounds, series("stock_after_harvest"), color="C1", ls="--",
+            label="after harvest")
+    ax.plot(rounds, series("stock"), color="C2", label="after regrowth")
+    for r in [r for r, s in zip(rounds, states) if s.get("collapsed")]:
+        ax.axvline(r, color="C3", ls=":", label="collapse")
 
     ax = axes[1]
-    ax.set_title(COMMONS_PANELS[1])
-    ax.set_xlabel("round")
     credits = matrix("credits")
-    if states:
-        for i in range(n):
-            ax.plot(rounds, credits[:, i], lw=1, label=names[i] if n <= 10 else None)
-        if n <= 10:
-            ax.legend(fontsize=6, ncol=2)
-    else:
-        _note(ax, "no rounds logged")
+    for i in range(n):
+        ax.plot(rounds, credits[:, i], lw=1, label=names[i] if n <= 10 else None)
+    if n <= 10:
+        ax.legend(fontsize=6, ncol=2)
 
     ax = axes[2]
-    ax.set_title(COMMONS_PANELS[2])
-    ax.set_xlabel("round")
     taken, reported, observed = matrix("taken"), matrix("reported"), matrix("observed")
-    if states:
-        ax.plot(rounds, np.nansum(taken, 1), color="C3", label="taken (true)")
-        ax.plot(rounds, np.nansum(reported, 1), color="C0", ls="--", label="reported")
-        ax.plot(rounds, np.nansum(observed, 1), color="C7", ls=":", label="observed")
-        live = np.array([sum(bool(x) for x in s.get("live", [])) for s in states],
-                        dtype=float)
-        ax.plot(rounds, series("fair_share") * live, color="C2", lw=1,
-                label="fair share x live")
-        ax.legend(fontsize=7)
-    else:
-        _note(ax, "no rounds logged")
+    ax.plot(rounds, np.nansum(taken, 1), color="C3", label="taken (true)")
+    ax.plot(rounds, np.nansum(reported, 1), color="C0", ls="--", label="reported")
+    ax.plot(rounds, np.nansum(observed, 1), color="C7", ls=":", label="observed")
+    live = np.array([sum(bool(x) for x in s.get("live", [])) for s in states], dtype=float)
+    ax.plot(rounds, series("fair_share") * live, color="C2", lw=1, label="fair share x live")
+    ax.legend(fontsize=7)
 
     ax = axes[3]
-    ax.set_title(COMMONS_PANELS[3])
-    ax.set_xlabel("round")
-    if states:
-        withheld = np.nan_to_num(taken - reported)
-        im = ax.imshow(withheld.T, aspect="auto", cmap="Reds", interpolation="nearest",
-                       origin="lower", vmin=0.0,
-                       extent=(rounds[0] - 0.5, rounds[-1] + 0.5, -0.5, n - 0.5))
-        ax.set_ylabel("agent")
-        if n <= 12:
-            ax.set_yticks(range(n))
-            ax.set_yticklabels(names, fontsize=6)
-        ax.figure.colorbar(im, ax=ax, fraction=0.04)
-    else:
-        _note(ax, "no rounds logged")
+    withheld = np.nan_to_num(taken - reported)
+    im = ax.imshow(withheld.T, aspect="auto", cmap="Reds", interpolation="nearest",
+                   origin="lower", vmin=0.0,
+                   extent=(rounds[0] - 0.5, rounds[-1] + 0.5, -0.5, n - 0.5))
+    ax.set_ylabel("agent")
+    if n <= 12:
+        ax.set_yticks(range(n))
+        ax.set_yticklabels(names, fontsize=6)
+    ax.figure.colorbar(im, ax=ax, fraction=0.04)
 
     ax = axes[4]
-    ax.set_title(COMMONS_PANELS[4])
-    ax.set_xlabel("round")
-    if states:
-        for k, key in enumerate(_POLICY):
-            y = np.array([float((s.get("policy") or {}).get(key, math.nan)) for s in states])
-            ax.step(rounds, y, where="mid", color=f"C{k}", label=key)
-        ax.set_yscale("symlog", linthresh=1.0)
-        ax.legend(fontsize=6)
-    else:
-        _note(ax, "no rounds logged")
+    for k, key in enumerate(_POLICY):
+        y = np.array([float((s.get("policy") or {}).get(key, math.nan)) for s in states])
+        ax.step(rounds, y, where="mid", color=f"C{k}", label=key)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.legend(fontsize=6)
 
     ax = axes[5]
-    ax.set_title(COMMONS_PANELS[5])
-    ax.set_xlabel("round")
-    if states:
-        counts = {
-            "messages": [len(s.get("messages", [])) for s in states],
-            "accusations": [len(s.get("accusations", [])) for s in states],
-            "audits": [len(s.get("audited", [])) for s in states],
-            "caught": [len(s.get("caught", [])) for s in states],
-        }
-        flags: dict[int, int] = {}
-        seen = False
-        for ev in rep.governance:  # one event a round holds all that round's flags
-            if ev.lever == "monitoring":
-                seen = True
-                flags[ev.step] = flags.get(ev.step, 0) + len(ev.data.get("flags", []))
-        if seen:
-            counts["monitoring flags"] = [flags.get(int(r), 0) for r in rounds]
-        width = 0.8 / len(counts)
-        for k, (label, ys) in enumerate(counts.items()):
-            ax.bar(rounds - 0.4 + width * (k + 0.5), ys, width=width, color=f"C{k}",
-                   label=label)
-        ax.legend(fontsize=7)
-    else:
-        _note(ax, "no rounds logged")
-
-    ax = axes[6]
-    ax.set_title(COMMONS_PANELS[6])
-    ax.set_xlabel("epoch")
-    if rows:
-        epochs = _col(rows, "epoch")
-        ax.plot(epochs, _col(rows, "toxicity"), marker="o", ms=3, color="C3",
-                label="toxicity")
-        gap = _col(rows, "quality_gap")
-        ax.plot(epochs, gap, marker="o", ms=3, color="C0", label="quality gap")
-        if np.isnan(gap).all():
-            _note(ax, "quality gap undefined (no rejected extraction)")
-        ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
-        ax.legend(fontsize=7)
-    else:
-        _note(ax, "no complete epoch")
-
-    ax = axes[7]
-    ax.set_title(COMMONS_PANELS[7])
-    ax.set_xlabel("epoch")
-    if rows:
-        ax.plot(_col(rows, "epoch"), _col(rows, "welfare"), marker="o", ms=3, color="C2")
-    else:
-        _note(ax, "no complete epoch")
+    counts = {
+        "messages": [len(s.get("messages", [])) for s in states],
+        "accusations": [len(s.get("accusations", [])) for s in states],
+        "audits": [len(s.get("audited", [])) for s in states],
+        "caught": [len(s.get("caught", [])) for s in states],
+    }
+    flags: dict[int, int] = {}
+    seen = False
+    for ev in rep.governance:  # one event a round holds all that round's flags
+        if ev.lever == "monitoring":
+            seen = True
+            flags[ev.step] = flags.get(ev.step, 0) + len(ev.data.get("flags", []))
+    if seen:
+        counts["monitoring flags"] = [flags.get(int(r), 0) for r in rounds]
+    width = 0.8 / len(counts)
+    for k, (label, ys) in enumerate(counts.items()):
+        ax.bar(rounds - 0.4 + width * (k + 0.5), ys, width=width, color=f"C{k}",
+               label=label)
+    ax.legend(fontsize=7)
 
 
 def dashboard(run_dir: str | os.PathLike[str]) -> Any:
