@@ -1041,6 +1041,13 @@ class _Episode:
             raise LogError(where, f"step {step} is past the run's last step "
                                   f"{self.n_epochs * self.spe - 1}", name)
 
+    def _in_order(self, where: str, step: int, epoch: int) -> None:
+        """A step-stamped event (a turn, a round's state, a lever's event) comes no earlier
+        than the last event's step and lies in its epoch and the run."""
+        if step < self.last_event_step:
+            raise LogError(where, f"step {step} is before step {self.last_event_step}", "step")
+        self._step(where, step, epoch)
+
     def check(self, ev: BaseEvent, where: str, base: Path | None) -> InteractionBatch | None:
         if self.ended:
             raise LogError(where, f"a {ev.type} event after run_end")
@@ -1105,22 +1112,16 @@ class _Episode:
             self.terminated = terminal
             return None
         if isinstance(ev, PolicyTurn):
-            if ev.step < self.last_event_step:
-                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
-                               "step")
-            self._step(where, ev.step, ev.epoch)
+            self._in_order(where, ev.step, ev.epoch)
             if ev.agent not in self.agent_names:
                 raise LogError(where, f"unknown agent {ev.agent!r}", "agent")
             self.last_event_step = ev.step
             return None
         if isinstance(ev, StepState):
-            if ev.step < self.last_event_step:
-                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
-                               "step")
+            self._in_order(where, ev.step, ev.epoch)
             if ev.step <= self.last_state_step:  # a duplicated round would count twice
                 raise LogError(where, f"a second step_state for step {ev.step}: a duplicated "
                                       "line", "step")
-            self._step(where, ev.step, ev.epoch)
             self.last_event_step = self.last_state_step = ev.step
             return None
         if isinstance(ev, Governance):
@@ -1128,10 +1129,7 @@ class _Episode:
             if not isinstance(summary, dict) or not all(
                     type(v) in (int, float) and np.isfinite(v) for v in summary.values()):
                 raise LogError(where, "must map names to finite numbers", "data.summary")
-            if ev.step < self.last_event_step:
-                raise LogError(where, f"step {ev.step} is before step {self.last_event_step}",
-                               "step")
-            self._step(where, ev.step, ev.epoch)
+            self._in_order(where, ev.step, ev.epoch)
             self.last_event_step = ev.step
             return None
         if isinstance(ev, RunEnd):

@@ -291,8 +291,8 @@ class EpisodeKernel(GovernedKernel):
     and may override ``_bankruptcy_on()`` (default: on), ``_on_bankrupt()`` (after new
     bankruptcies), ``_after_step(batch)`` and ``_epoch_state()`` (its own state in each
     ``epoch_end``). A variant whose episode can end early sets ``terminated = True`` in
-    ``_play_step``: that step closes its epoch (logged with ``state.terminated``), the run
-    ends, and ``step`` reports every agent terminated.
+    ``_play_step`` or ``_after_step``: that step closes its epoch (logged with
+    ``state.terminated``), the run ends, and ``step`` reports every agent terminated.
     """
 
     env_id = "env-v0"  # the registered id, logged in run_start
